@@ -294,6 +294,17 @@ def _bin_tiles(means2d, conics, opacities, depths, valid, width, height):
     return rects, cutoff, offsets, ids
 
 
+@njit(cache=True, inline="always")
+def _tile_bounds(bt, n_tiles, tiles_x, width, height):
+    """Batch index and inclusive pixel bounds (xl, yl, xh, yh) of flat tile index ``bt``."""
+    b = bt // n_tiles
+    tile = bt - b * n_tiles
+    ty = tile // tiles_x
+    xl = (tile - ty * tiles_x) * TILE
+    yl = ty * TILE
+    return b, xl, yl, min(xl + TILE, width) - 1, min(yl + TILE, height) - 1
+
+
 @njit(cache=True, parallel=True, fastmath=True, error_model="numpy")
 def _composite_forward(means2d, conics, feats, opacities, rects, cutoff, offsets, ids, width, height):
     """Front-to-back compositing of every tile; returns features, final transmittance, last index."""
@@ -304,13 +315,7 @@ def _composite_forward(means2d, conics, feats, opacities, rects, cutoff, offsets
     t_final = np.ones((B, height, width), np.float32)
     last = np.full((B, height, width), -1, np.int64)  # index into ids of the last contributor
     for bt in prange(B * n_tiles):
-        b = bt // n_tiles
-        tile = bt - b * n_tiles
-        ty = tile // tiles_x
-        xl = (tile - ty * tiles_x) * TILE
-        yl = ty * TILE
-        xh = min(xl + TILE, width) - 1
-        yh = min(yl + TILE, height) - 1
+        b, xl, yl, xh, yh = _tile_bounds(bt, n_tiles, tiles_x, width, height)
         T = np.ones(TILE * TILE, np.float32)
         acc = np.zeros(TILE * TILE * 4, np.float32)
         lst = np.full(TILE * TILE, -1, np.int64)
@@ -385,13 +390,7 @@ def _composite_backward(means2d, conics, feats, opacities, rects, cutoff, offset
     # per entry: d/d mean2d (2), d/d conic (3), d/d opacity (1), d/d features (4)
     entry = np.zeros((ids.shape[0], 10), np.float32)
     for bt in prange(B * n_tiles):
-        b = bt // n_tiles
-        tile = bt - b * n_tiles
-        ty = tile // tiles_x
-        xl = (tile - ty * tiles_x) * TILE
-        yl = ty * TILE
-        xh = min(xl + TILE, width) - 1
-        yh = min(yl + TILE, height) - 1
+        b, xl, yl, xh, yh = _tile_bounds(bt, n_tiles, tiles_x, width, height)
         T = np.ones(TILE * TILE, np.float32)
         tf = np.ones(TILE * TILE, np.float32)
         lst = np.full(TILE * TILE, -1, np.int64)
