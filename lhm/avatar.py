@@ -12,8 +12,9 @@ import torch
 from .body import Body, skeleton
 from .body.canonical import CanonicalSpace
 from .gaussians import Gaussians
-from .geometry import axis_angle_to_matrix, batch_rigid_transform, matrix_to_quaternion, quaternion_multiply
+from .geometry import axis_angle_to_matrix, batch_rigid_transform
 from .motion import Motion
+from .skinning import skin_gaussians, sparse_weights
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Avatar:
     betas: torch.Tensor
     rigid_mask: torch.Tensor | None = None
     info: dict = field(default_factory=dict)
+    _rest_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.gaussians)
@@ -79,26 +81,39 @@ class Avatar:
         g = self.gaussians
         dtype, device = g.means.dtype, g.means.device
         full_pose = full_pose.to(dtype=dtype, device=device)
-        W = self.weights
-        # per-Gaussian un-posing transform, big pose -> zero pose (no translation is added here)
-        T0 = (W @ self.neutral_transforms.reshape(skeleton.NUM_JOINTS, 16)).reshape(-1, 4, 4)
-        z = (T0[:, :3, :3] @ g.means[:, :, None])[..., 0] + T0[:, :3, 3]
-        z = z + torch.einsum("ncb,b->nc", self.shapedirs, self.betas)
+        W, z, R0 = self._rest()
         rot = axis_angle_to_matrix(full_pose)
         joints = self.body.shaped_joints(self.betas).expand(rot.shape[:-3] + (skeleton.NUM_JOINTS, 3))
         _, A = batch_rigid_transform(rot, joints, skeleton.PARENTS)
-        T = (W @ A.reshape(*A.shape[:-3], skeleton.NUM_JOINTS, 16)).reshape(*A.shape[:-3], -1, 4, 4)
-        means = (T[..., :3, :3] @ z[..., None])[..., 0] + T[..., :3, 3]
+        batch = A.shape[:-3]
+        means, quats = skin_gaussians(W, A.reshape(-1, skeleton.NUM_JOINTS, 4, 4), z, R0, g.quats, self.rigid_mask)
+        means, quats = means.reshape(*batch, -1, 3), quats.reshape(*batch, -1, 4)
         if trans is not None:
             means = means + trans.to(dtype=dtype, device=device)[..., None, :]
-        # the blended 3x3 need not be orthonormal; its nearest quaternion is what LHM uses
-        q_rig = torch.nn.functional.normalize(matrix_to_quaternion(T[..., :3, :3] @ T0[:, :3, :3]), dim=-1)
-        identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=dtype, device=device)
-        q_rig = torch.where(self.rigid_mask[:, None], identity, q_rig)
-        quats = quaternion_multiply(q_rig, g.quats)
-        batch = means.shape[:-2]
         return Gaussians(means, quats, g.scales.expand(*batch, -1, -1), g.opacities.expand(*batch, -1),
                          g.colors.expand(*batch, *g.colors.shape))
+
+    def _rest(self) -> tuple:
+        """Skinning weights, zero-pose positions (shape added) and the big-to-zero-pose rotations.
+
+        They depend on the avatar alone, so they are kept until one of their inputs changes; while
+        gradients flow into them they are recomputed (and the weights stay dense for autograd).
+        """
+        inputs = (self.gaussians.means, self.weights, self.neutral_transforms, self.shapedirs, self.betas)
+        grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+        key = tuple((id(t), t._version) for t in inputs)
+        if not grad and self._rest_cache is not None and self._rest_cache[0] == key:
+            return self._rest_cache[1]
+        # per-Gaussian un-posing transform, big pose -> zero pose (no translation is added here)
+        T0 = (self.weights @ self.neutral_transforms.reshape(skeleton.NUM_JOINTS, 16)).reshape(-1, 4, 4)
+        z = (T0[:, :3, :3] @ self.gaussians.means[:, :, None])[..., 0] + T0[:, :3, 3]
+        z = z + torch.einsum("ncb,b->nc", self.shapedirs, self.betas)
+        R0 = T0[:, :3, :3].contiguous()
+        if grad:
+            return self.weights, z, R0
+        rest = (sparse_weights(self.weights) if self.weights.device.type == "cpu" else self.weights, z, R0)
+        self._rest_cache = (key, rest)
+        return rest
 
     def tpose(self) -> Gaussians:
         """Gaussians in the SMPL-X zero pose (T-pose, flat hands) with the avatar's shape."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..body import skeleton
+from ..errors import InputError
 from ..render.camera import Camera
 from .motion import POSE_FIELDS, Motion, split_full_pose
 
@@ -47,7 +48,7 @@ _LHM_REQUIRED = ("root_pose", "body_pose", "trans")
 _LHM_SHAPES = {**POSE_FIELDS, "trans": (3,), "focal": (2,), "princpt": (2,)}
 
 
-class MotionError(ValueError):
+class MotionError(InputError):
     """A motion file or name that cannot be read: says which and what is missing or malformed."""
 
 
