@@ -102,18 +102,23 @@ class CanonicalSpace:
     num_body: int
 
     @classmethod
-    def from_samples(cls, body: Body, samples: SurfaceSamples) -> "CanonicalSpace":
-        """Pose the samples into the big pose with zero shape, nearest-vertex skinning."""
-        W = body.weights[samples.vertex_index]
-        rot = axis_angle_to_matrix(big_pose(body.vertices.dtype))
-        J0 = body.joints
-        J_big, A = batch_rigid_transform(rot, J0, skeleton.PARENTS)
-        T = torch.einsum("nj,jab->nab", W, A)
-        points = transform_points(T, samples.points)
+    def from_samples(cls, body: Body, samples: SurfaceSamples, weights: torch.Tensor | None = None,
+                     shapedirs: torch.Tensor | None = None) -> "CanonicalSpace":
+        """Pose the samples into the big pose with zero shape, on the body's device and dtype.
+
+        Skinning weights and shape directions are the nearest vertex's unless given (the LHM
+        checkpoints carry their own, which override the body's).
+        """
+        ref = body.vertices
+        W = body.weights[samples.vertex_index] if weights is None else weights.to(ref)
+        shapedirs = body.shapedirs[samples.vertex_index] if shapedirs is None else shapedirs.to(ref)
+        rot = axis_angle_to_matrix(big_pose(ref.dtype)).to(ref.device)
+        J_big, A = batch_rigid_transform(rot, body.joints, skeleton.PARENTS)
+        points = transform_points(torch.einsum("nj,jab->nab", W, A), samples.points.to(ref))
         # inverse local rotations about the big-pose joints undo the pose exactly: only the hips
         # and the jaw are rotated, and no rotated joint is an ancestor of another
         _, neutral = batch_rigid_transform(rot.transpose(-1, -2), J_big, skeleton.PARENTS)
-        return cls(points, W, body.shapedirs[samples.vertex_index], neutral, samples.num_body)
+        return cls(points, W, shapedirs, neutral, samples.num_body)
 
     def __len__(self) -> int:
         return self.points.shape[0]

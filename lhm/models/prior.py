@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from ..body import Body, skeleton
-from ..body.canonical import CanonicalSpace, SurfaceSamples, big_pose
-from ..geometry import axis_angle_to_matrix, batch_rigid_transform, transform_points
+from ..body.canonical import CanonicalSpace, SurfaceSamples
 from .weights import PriorFileError, find_prior_file
 
 log = logging.getLogger(__name__)
@@ -72,13 +71,6 @@ def prior_buffers(body: Body, samples: SurfaceSamples, constrain: torch.Tensor |
 def canonical_space(prior: SMPLXPrior, body: Body, samples: SurfaceSamples) -> CanonicalSpace:
     """Query points in the big pose with zero shape, skinned with the prior's (possibly loaded) weights (§3.4).
 
-    Same construction as ``CanonicalSpace.from_samples`` but with the checkpoint's skinning weights
-    and shape directions, which override the body-derived ones. Computed on the body's device and dtype.
+    The checkpoint's weights and shape directions override the body-derived ones.
     """
-    ref = body.vertices
-    W = prior.skinning_weight.to(ref)
-    rot = axis_angle_to_matrix(big_pose(ref.dtype)).to(ref.device)
-    J_big, A = batch_rigid_transform(rot, body.joints, skeleton.PARENTS)
-    points = transform_points(torch.einsum("nj,jab->nab", W, A), samples.points.to(ref))
-    _, neutral = batch_rigid_transform(rot.transpose(-1, -2), J_big, skeleton.PARENTS)
-    return CanonicalSpace(points, W, prior.shape_dirs.to(ref), neutral, samples.num_body)
+    return CanonicalSpace.from_samples(body, samples, prior.skinning_weight, prior.shape_dirs)
