@@ -1,0 +1,209 @@
+"""Find the person in a loaded photo (user mask, the photo's alpha, rembg, or GrabCut) and check the mask."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError
+from .image import load_image
+from .types import LoadedImage, Segmentation
+
+METHODS = ("auto", "user", "alpha", "rembg", "grabcut")
+MIN_PERSON_AREA = 0.01  # of the image: less is "no person"
+OTHER_PERSON_AREA = 0.25  # of the largest component: at least this much is another person, less is a speck
+SMALL_PERSON_HEIGHT = 0.25  # of the image height
+CUTOUT_FRACTION = 0.05  # transparent share of the image that makes its alpha a cut-out rather than a rounded corner
+GRABCUT_SIDE = 320  # long side GrabCut works at: well under a second, the mask is upsampled smoothly
+
+_SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
+
+
+def segment(image: LoadedImage, mask=None, method: str = "auto", model: str = "u2net_human_seg") -> Segmentation:
+    """The person's mask on ``image``, checked: one person kept, cut-off edges and small size reported.
+
+    ``mask`` (path, bytes, PIL, array or tensor, any size) always wins. ``method``: "auto" (the photo's alpha if it
+    is a cut-out, else rembg's ``model`` if it is on disk or can be downloaded, else GrabCut), "user", "alpha",
+    "rembg" or "grabcut". Raises InputError when no person is found or the method cannot run.
+    """
+    if method not in METHODS:
+        raise InputError(f"Unknown segmentation method {method!r} — use one of {', '.join(METHODS)}.")
+    notes: list[str] = []
+    height, width = image.rgb.shape[:2]
+    if mask is not None:
+        raw, used = _read_mask(mask, height, width, notes), "user"
+    elif method == "user":
+        raise InputError("Segmentation method 'user' needs a mask — pass mask= (an image, array or path).")
+    else:
+        raw, used = _run_method(image, method, model, notes)
+    return Segmentation(mask=_check_person(raw, notes), method=used, warnings=notes)
+
+
+def _read_mask(mask, height: int, width: int, notes: list[str]) -> np.ndarray:
+    """A user mask as float32 [height, width] in [0,1]: its alpha if it has one, else its brightest channel."""
+    try:
+        loaded = load_image(mask, max_side=max(height, width), min_side=1)
+    except InputError as err:
+        raise InputError(f"Cannot use the mask: {err}") from err
+    values = loaded.alpha if loaded.alpha is not None else loaded.rgb.max(axis=2).astype(np.float32) / 255
+    mask_h, mask_w = values.shape
+    if abs(mask_w / mask_h - width / height) > 0.01 * width / height:
+        notes.append(f"The mask ({mask_w}x{mask_h} px) has a different shape from the photo ({width}x{height} px); "
+                     "it was stretched to fit — check that it lines up with the person.")
+    if (mask_h, mask_w) != (height, width):
+        values = cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(values, 0, 1).astype(np.float32)
+
+
+def _run_method(image: LoadedImage, method: str, model: str, notes: list[str]) -> tuple[np.ndarray, str]:
+    if method == "alpha" or (method == "auto" and _is_cutout(image.alpha)):
+        if image.alpha is None:
+            raise InputError("The photo has no transparency, so method 'alpha' cannot be used — "
+                             "pass an RGBA cut-out, a mask, or use method 'auto'.")
+        return image.alpha.copy(), "alpha"
+    if method == "grabcut":
+        return grabcut(image.rgb), "grabcut"
+    missing = _rembg_missing(model)
+    if method == "rembg":
+        if missing:
+            raise InputError(f"The rembg model {model!r} cannot be used: {missing} — {_model_hint(model)}.")
+        try:
+            return _rembg(image.rgb, model), "rembg"
+        except Exception as err:  # download, model and runtime failures all leave the user with the same fix
+            raise InputError(f"The rembg model {model!r} failed ({err}) — {_model_hint(model)}.") from err
+    if not missing:
+        try:
+            return _rembg(image.rgb, model), "rembg"
+        except Exception as err:  # noqa: BLE001 - auto never fails for want of a model: GrabCut still works
+            missing = f"it failed ({err})"
+    notes.append(f"The person was cut out with GrabCut, a simple colour-based method, because the rembg model "
+                 f"{model!r} is unavailable ({missing}); the mask may be rough. For a better one "
+                 f"{_model_hint(model)}, or pass a mask or an RGBA cut-out.")
+    return grabcut(image.rgb), "grabcut"
+
+
+def _is_cutout(alpha: np.ndarray | None) -> bool:
+    return alpha is not None and float((alpha < 0.5).mean()) >= CUTOUT_FRACTION
+
+
+def model_files(model: str) -> list[Path]:
+    """Where rembg looks for ``model``'s weights, mirroring its ``resolve_existing`` (new and legacy layouts)."""
+    legacy = Path(os.path.expanduser(os.getenv("U2NET_HOME", os.path.join(os.getenv("XDG_DATA_HOME", "~"), ".u2net"))))
+    if os.getenv("U2NET_HOME"):
+        home = legacy
+    else:
+        xdg = os.getenv("XDG_DATA_HOME")
+        home = Path(os.path.expanduser(os.getenv("REMBG_HOME", os.path.join(xdg, "rembg") if xdg else "~/.rembg")))
+    return [home / "models" / model / f"{model}.onnx", legacy / f"{model}.onnx"]
+
+
+def _offline() -> bool:
+    return any(os.getenv(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "LHM_OFFLINE"))
+
+
+def _rembg_missing(model: str) -> str:
+    """Why rembg cannot run ``model`` here, or "" when it can (file on disk, or downloads allowed)."""
+    if importlib.util.find_spec("rembg") is None:
+        return "rembg is not installed (pip install 'rembg[cpu]')"
+    if any(path.is_file() for path in model_files(model)) or not _offline():
+        return ""
+    return "its file is not on disk and downloads are off (HF_HUB_OFFLINE or LHM_OFFLINE)"
+
+
+def _model_hint(model: str) -> str:
+    return (f"put {model}.onnx in {model_files(model)[1].parent} (or set U2NET_HOME to its folder), "
+            "or go online once so rembg downloads it")
+
+
+def _rembg(rgb: np.ndarray, model: str) -> np.ndarray:
+    # Imported here: rembg's first import compiles numba kernels for about a minute.
+    from rembg import new_session, remove
+
+    key = (model, tuple(str(path) for path in model_files(model)))  # a moved U2NET_HOME needs a new session
+    if key not in _SESSIONS:
+        _SESSIONS[key] = new_session(model)
+    out = remove(Image.fromarray(rgb), session=_SESSIONS[key], only_mask=True)
+    return np.nan_to_num(np.asarray(out, dtype=np.float32) / 255)
+
+
+def grabcut(rgb: np.ndarray) -> np.ndarray:
+    """A person mask from colour alone (OpenCV GrabCut), assuming the person stands in the middle of the photo.
+
+    Seeds: a centre column band is probably the person, the top, left and right borders are background; the
+    bottom border stays open because photos often cut the person at the legs. Returns float32 [H,W] in [0,1].
+    """
+    height, width = rgb.shape[:2]
+    scale = min(1.0, GRABCUT_SIDE / max(height, width))
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    if float(small.std()) < 2.0:  # a flat image: GrabCut would keep its seed band as a "person"
+        return np.zeros((height, width), np.float32)
+    seeds = _grabcut_seeds(small_h, small_w)
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
+    person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    return cv2.resize(person, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _grabcut_seeds(height: int, width: int) -> np.ndarray:
+    seeds = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
+    seeds[int(0.1 * height):, int(0.4 * width):int(0.6 * width)] = cv2.GC_PR_FGD
+    border = max(2, round(0.02 * min(height, width)))
+    seeds[:border] = cv2.GC_BGD
+    seeds[:, :border] = cv2.GC_BGD
+    seeds[:, -border:] = cv2.GC_BGD
+    return seeds
+
+
+def _check_person(mask: np.ndarray, notes: list[str]) -> np.ndarray:
+    height, width = mask.shape
+    _, labels, stats, _ = cv2.connectedComponentsWithStats((mask >= 0.5).astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if areas.size == 0 or areas.max() < MIN_PERSON_AREA * height * width:
+        raise InputError("No person found in the photo (the mask is empty or tiny) — use a photo where one person "
+                         "is clearly visible and not too small, or supply a mask.")
+    largest = int(areas.argmax())
+    parts = _parts_of(stats[1:], largest)
+    people = 1 + int((~parts & (areas >= OTHER_PERSON_AREA * areas[largest])).sum())
+    if people > 1:
+        notes.append(f"Found {people} people in the photo; using the largest.")
+    keep = np.isin(labels, 1 + np.flatnonzero(parts))
+    # Keep the person's soft edge (values < 0.5 next to it) but nothing else: other people, specks, halos.
+    size = max(3, round(0.01 * max(height, width))) | 1
+    near = cv2.dilate(keep.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+    _, _, box_w, box_h = cv2.boundingRect(keep.astype(np.uint8))
+    edges = _cut_edges(keep, box_w, box_h)
+    if edges:
+        sides = " and ".join(edges) + (" edges" if len(edges) > 1 else " edge")
+        notes.append(f"The person is cut off at the {sides} of the photo; the hidden part will be guessed.")
+    if box_h < SMALL_PERSON_HEIGHT * height:
+        notes.append(f"The person is small in the photo ({box_h / height:.0%} of its height); the avatar will have "
+                     "less detail — crop closer or use a larger photo.")
+    return np.where(near, mask, 0).astype(np.float32)
+
+
+def _parts_of(boxes: np.ndarray, largest: int) -> np.ndarray:
+    """Which components belong to the largest one's person (bool per component).
+
+    Masks split at a thin neck, wrist or a belt: small pieces touching the person's box, and big ones stacked above
+    or below it, are parts of the same person. Big pieces beside it are other people.
+    """
+    x, y, w, h = boxes[largest, :4]
+    margin = 0.05 * h
+    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 0] + boxes[:, 2], boxes[:, 1] + boxes[:, 3]
+    near = (x0 <= x + w + margin) & (x1 >= x - margin) & (y0 <= y + h + margin) & (y1 >= y - margin)
+    small = boxes[:, cv2.CC_STAT_AREA] < OTHER_PERSON_AREA * boxes[largest, cv2.CC_STAT_AREA]
+    stacked = np.minimum(x1, x + w) - np.maximum(x0, x) >= 0.5 * boxes[:, 2]
+    return (near & (small | stacked)) | (np.arange(len(boxes)) == largest)
+
+
+def _cut_edges(keep: np.ndarray, box_w: int, box_h: int) -> list[str]:
+    """The image borders the person runs into over at least 5 % of their own width or height."""
+    lines = {"top": (keep[0], box_w), "bottom": (keep[-1], box_w), "left": (keep[:, 0], box_h),
+             "right": (keep[:, -1], box_h)}
+    return [side for side, (line, extent) in lines.items() if line.sum() >= max(3, 0.05 * extent)]
