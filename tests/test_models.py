@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -635,3 +636,11 @@ def test_head_super_resolution_is_pluggable(offline_hub, caplog):
 def test_random_sapiens_stand_in_matches_the_contract():
     enc = SapiensEncoder(RandomSapiens(24), resolution=64)
     assert enc(torch.rand(1, 3, 100, 60)).shape == (1, 16, 24)
+
+
+def test_models_dir_variable_holds_several_folders(tmp_path, monkeypatch):
+    from lhm.models.weights import model_roots
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("LHM_MODELS_DIR", f"{a}{os.pathsep}{b}")
+    assert model_roots()[:2] == [a, b]

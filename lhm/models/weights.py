@@ -43,10 +43,8 @@ class CheckpointError(ValueError):
 
 
 def model_roots() -> list[Path]:
-    """Folders searched for model files: $LHM_MODELS_DIR, then the working directory."""
-    roots = []
-    if os.environ.get(MODELS_ENV):
-        roots.append(Path(os.environ[MODELS_ENV]).expanduser())
+    """Folders searched for model files: those of $LHM_MODELS_DIR (os.pathsep-separated), then the working directory."""
+    roots = [Path(p).expanduser() for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
     roots.append(Path.cwd())
     return roots
 
