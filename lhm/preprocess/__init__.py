@@ -1,0 +1,45 @@
+"""Photo to person: load, segment, crop at the LHM framing, fit the body.
+
+``prepare`` runs the stages in order and returns a ``PersonImage`` that every engine starts from.
+Each stage is its own module with a small interface (``image``, ``segmentation``, ``crop``, ``fit``).
+"""
+from __future__ import annotations
+
+from ..body import Body, load_body
+from ..errors import InputError
+from .crop import crop_person, lhm_inputs
+from .fit import fit_body
+from .image import load_image
+from .segmentation import segment
+from .types import BodyFit, LoadedImage, PersonCrop, PersonImage, Segmentation
+
+__all__ = ["BodyFit", "InputError", "LoadedImage", "PersonCrop", "PersonImage", "Segmentation", "crop_person",
+           "fit_body", "lhm_inputs", "load_image", "prepare", "segment"]
+
+
+def prepare(image, mask=None, *, body: Body | None = None, remove_background: bool = True,
+            segmentation_model: str = "u2net_human_seg", progress=None) -> PersonImage:
+    """One photo (path, bytes, PIL image, array or tensor) to the fitted person.
+
+    ``mask``: the person's mask, used as given. ``remove_background=False`` trusts the photo's own
+    transparency (an RGBA cut-out) instead of segmenting. ``body``: the body to fit (default: the
+    free body). ``progress(fraction, desc)`` is called between stages. Raises ``InputError`` with a
+    message for the user when the photo cannot be used; softer problems end up in ``warnings``.
+    """
+    report = progress or (lambda fraction, desc: None)
+    report(0.0, "reading the photo")
+    loaded = load_image(image)
+    report(0.1, "finding the person")
+    if mask is None and not remove_background:
+        if loaded.alpha is None:
+            raise InputError("Background removal is off, but the photo has no transparent background. "
+                             "Turn background removal on, or upload a cut-out (PNG with transparency).")
+        seg = segment(loaded, method="alpha")
+    else:
+        seg = segment(loaded, mask=mask, model=segmentation_model)
+    report(0.3, "cropping")
+    crop = crop_person(loaded.rgb, seg.mask)
+    report(0.4, "fitting the body")
+    fit = fit_body(crop, body if body is not None else load_body("free"),
+                   progress=lambda f, desc: report(0.4 + 0.6 * f, desc))
+    return PersonImage(loaded, seg, crop, fit, warnings=[*loaded.warnings, *seg.warnings])

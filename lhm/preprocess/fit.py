@@ -1,0 +1,295 @@
+"""Fit the body to the person's silhouette in the crop, through our differentiable Gaussian renderer.
+
+Camera: a fixed centred pinhole on the crop with focal ``max(H,W) / (2 tan 30 deg)`` (the field of
+view LHM motions use: 60 degrees across the crop's long side), at the world origin, looking along
+the body's -z (world = the body frame: y up, metres; the body faces +z, towards the camera). The
+person is assumed to face the camera: a back view fits as a (mirrored) front view.
+
+Parameters: root orientation, translation, the body's shape coefficients (L2-regularised) and
+the rotations of the main joints (spine, neck, head, collars, shoulders, elbows, hips, knees),
+starting from a standing A-pose whose arm elevations are first picked from a few candidates
+(gradients cannot swing an arm overhead); every other joint stays at zero. Priors keep the pose human:
+L2 towards the start and a penalty outside the joint ranges of ``lhm.motion.limits``.
+
+Losses: the rendered alpha of a few thousand small opaque Gaussians on the body against the mask
+(L2), plus a 2D chamfer between the projected body points and the mask (distance transform one
+way, nearest point the other) that pulls far-off limbs in where the alpha term has no gradient.
+Coarse to fine: 60x36 then 120x72 then 200x120 silhouettes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import cv2
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..body import Body, skeleton
+from ..gaussians import Gaussians
+from ..geometry import axis_angle_to_matrix, batch_rigid_transform
+from ..motion.limits import limit_table
+from ..render import render
+from ..render.camera import Camera
+from .types import BodyFit, PersonCrop
+
+J = skeleton.JOINT_INDEX
+FIT_JOINTS = tuple(J[n] for n in (
+    "spine1", "spine2", "spine3", "neck", "head", "left_collar", "right_collar", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_hip", "right_hip", "left_knee", "right_knee"))
+START_ARM_DROP_DEG = 60.0  # the start pose's arms: 60 degrees below horizontal
+FOV_LONG_SIDE_DEG = 60.0
+SPLAT_SIGMA = 0.015  # metres: isotropic Gaussians on body points
+POINT_SPACING = 0.04  # metres: one body point per voxel of this size
+# (silhouette height, share of the Adam steps) per coarse-to-fine stage
+STAGES = ((60, 0.45), (120, 0.35), (200, 0.2))
+DEFAULT_STEPS = 80
+# left-shoulder elevations (degrees from horizontal, about +z) the arms may start from
+ARM_CANDIDATES_DEG = (-START_ARM_DROP_DEG, -25.0, 15.0, 55.0)
+_FG_GRID = (80, 48)  # the grid of mask outline pixels the chamfer term covers
+# prior weights, per radian squared of each joint's rotation away from the start pose
+_PRIOR = {"spine1": 1.0, "spine2": 1.0, "spine3": 1.0, "neck": 1.0, "head": 0.5, "left_collar": 4.0,
+          "right_collar": 4.0, "left_shoulder": 0.05, "right_shoulder": 0.05, "left_elbow": 0.1,
+          "right_elbow": 0.1, "left_hip": 0.2, "right_hip": 0.2, "left_knee": 0.2, "right_knee": 0.2}
+
+
+def start_pose() -> torch.Tensor:
+    """The standing A-pose [55,3] the fit starts from (arms 60 degrees below horizontal)."""
+    pose = torch.zeros(skeleton.NUM_JOINTS, 3)
+    drop = math.radians(START_ARM_DROP_DEG)
+    pose[J["left_shoulder"], 2] = -drop  # the left arm (+x) comes down with -z
+    pose[J["right_shoulder"], 2] = drop
+    return pose
+
+
+def crop_camera(height: int, width: int) -> Camera:
+    """The fixed fitting camera of a crop: centred pinhole, 60 degrees across the long side, world = body frame."""
+    focal = max(height, width) / (2.0 * math.tan(math.radians(FOV_LONG_SIDE_DEG / 2)))
+    K = Camera.intrinsics(width, height, focal=focal)
+    return Camera(K, torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])), width, height)
+
+
+def _scaled_camera(camera: Camera, height: int) -> Camera:
+    s = height / camera.height
+    width = round(camera.width * s)
+    K = camera.K.clone()
+    K[0] *= width / camera.width
+    K[1] *= s
+    return Camera(K, camera.viewmat, width, height)
+
+
+def _body_points(body: Body) -> torch.Tensor:
+    """Indices of body vertices, one per POINT_SPACING voxel (deterministic, even over the surface)."""
+    v = body.vertices.detach().double()
+    cells = torch.floor((v - v.amin(0)) / POINT_SPACING).long()
+    key = (cells[:, 0] * 4096 + cells[:, 1]) * 4096 + cells[:, 2]
+    # the vertex nearest each occupied voxel's centre
+    centre_dist = ((v - v.amin(0)) / POINT_SPACING - cells - 0.5).norm(dim=1)
+    order = torch.argsort(key * 4.0 + centre_dist / 2.0, stable=True)
+    first = torch.ones_like(order, dtype=torch.bool)
+    first[1:] = key[order[1:]] != key[order[:-1]]
+    return torch.sort(order[first]).values
+
+
+class _Model:
+    """The body restricted to the fitted points, posed by linear blend skinning."""
+
+    def __init__(self, body: Body, idx: torch.Tensor):
+        self.body = body
+        self.weights = body.weights[idx]
+        self.vertices = body.vertices[idx]
+        self.shapedirs = body.shapedirs[idx]
+
+    def pose(self, full_pose: torch.Tensor, betas: torch.Tensor, transl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posed points [N,3] and joints [55,3]."""
+        joints, A = batch_rigid_transform(axis_angle_to_matrix(full_pose), self.body.shaped_joints(betas),
+                                          skeleton.PARENTS)
+        T = torch.einsum("vj,jab->vab", self.weights, A)
+        v = self.vertices + torch.einsum("vcb,b->vc", self.shapedirs, betas)
+        pts = (T[:, :3, :3] @ v[:, :, None])[:, :, 0] + T[:, :3, 3]
+        return pts + transl, joints + transl
+
+
+def _project(camera: Camera, pts: torch.Tensor) -> torch.Tensor:
+    cam = pts @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
+    uv = cam[:, :2] / cam[:, 2:].clamp_min(1e-3)
+    return uv * camera.K.diagonal()[:2] + camera.K[:2, 2]
+
+
+def _splats(means: torch.Tensor) -> Gaussians:
+    n = means.shape[0]
+    return Gaussians(means, means.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4),
+                     means.new_full((n, 3), SPLAT_SIGMA), means.new_ones(n), means.new_ones(n, 3))
+
+
+def _limit_penalty(full_pose: torch.Tensor, table: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Squared excess (radians) of the fitted joints' rotation vectors over their boxed ranges."""
+    p = full_pose[list(FIT_JOINTS)]
+    p = torch.where(right[:, None], p * p.new_tensor([1.0, -1.0, -1.0]), p)
+    lim = table[list(FIT_JOINTS)]
+    excess = torch.relu(lim[..., 0] - p) + torch.relu(p - lim[..., 1])
+    return excess.square().sum()
+
+
+def _targets(mask: np.ndarray, height: int, width: int):
+    m = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    # distance (in units of the image height) from each pixel to the person, for points outside
+    dist = cv2.distanceTransform((m < 0.5).astype(np.uint8), cv2.DIST_L2, 3) / height
+    inside = (m >= 0.5).astype(np.uint8)
+    ys, xs = np.nonzero(inside - cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    fg = np.stack([(xs + 0.5) / width, (ys + 0.5) / height], axis=1).astype(np.float32)
+    return torch.from_numpy(m), torch.from_numpy(dist.astype(np.float32)), torch.from_numpy(fg)
+
+
+def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of points outside the mask to it, plus of the mask outline to the nearest point.
+
+    uv [N,2] and outline [M,2] in image fractions; dist: the mask's distance transform (image heights).
+    """
+    outside = F.grid_sample(dist[None, None], (uv * 2 - 1)[None, None], align_corners=False,
+                            padding_mode="border")[0, 0, 0]
+    # nearest point chosen without gradient: a dense cdist backward is slow
+    with torch.no_grad():
+        nearest = torch.cdist(outline, uv).argmin(1)
+    return outside.square().mean() + (outline - uv[nearest]).square().sum(1).mean()
+
+
+def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera: Camera,
+                 dist: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+    """The start pose with each arm's elevation picked from ARM_CANDIDATES_DEG by the chamfer term.
+
+    Gradients cannot swing an arm from the side to overhead (the way passes through background),
+    so the arms start from the best of a few elevations, tried in all combinations.
+    """
+    size = torch.tensor([camera.width, camera.height], dtype=torch.float32)
+    betas = torch.zeros(model.shapedirs.shape[-1])
+    best, best_cost = pose, math.inf
+    for left in ARM_CANDIDATES_DEG:
+        for right in ARM_CANDIDATES_DEG:
+            cand = pose.clone()
+            cand[J["left_shoulder"], 2] = math.radians(left)
+            cand[J["right_shoulder"], 2] = -math.radians(right)
+            pts, _ = model.pose(cand, betas, transl)
+            cost = float(_chamfer(_project(camera, pts) / size, dist, outline))
+            if cost < best_cost:
+                best, best_cost = cand, cost
+    return best
+
+
+def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, camera: Camera,
+                    mask: np.ndarray) -> torch.Tensor:
+    """Translation that makes the start pose's height and centre match the mask box (pinhole, analytic)."""
+    ys, xs = np.nonzero(mask >= 0.5)
+    pts, _ = model.pose(pose, betas, torch.zeros(3))
+    lo, hi = pts.amin(0), pts.amax(0)
+    f = float(camera.K[1, 1])
+    depth = f * float(hi[1] - lo[1]) / max(float(ys.max() - ys.min() + 1), 1.0)
+    u = (xs.min() + xs.max() + 1) / 2.0 - float(camera.K[0, 2])
+    v = (ys.min() + ys.max() + 1) / 2.0 - float(camera.K[1, 2])
+    # the camera looks along -z from the origin: image right is +x, image down is -y
+    centre = torch.tensor([u * depth / f, -v * depth / f, -depth], dtype=torch.float32)
+    return centre - (lo + hi) / 2
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch and numba on one thread, then restore: the fit's tensors are small, and on a loaded
+    2-core machine two threads made a fit 3-6x slower (synchronisation, not work)."""
+    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        numba.set_num_threads(numba_threads)
+
+
+def silhouette_iou(rendered: np.ndarray, mask: np.ndarray) -> float:
+    """IoU of two silhouettes thresholded at 0.5."""
+    a, b = rendered >= 0.5, mask >= 0.5
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
+             progress: Callable[[float, str], None] | None = None) -> BodyFit:
+    """Fit the body's pose, shape and placement to the crop's silhouette (Adam on CPU, a few seconds).
+
+    Returns the crop's fixed camera, full_pose [55,3] (root and the main joints fitted, others 0),
+    betas [B], transl [3], the head box in crop pixels (the posed head projected, made square) and
+    the silhouette IoU of the final fit at the crop resolution (alpha and mask thresholded at 0.5).
+    ``steps`` is the total number of Adam steps (default 80); ``progress(fraction, desc)`` is called
+    once per stage and at the end. Runs single-threaded (see ``_one_thread``), so results do not
+    depend on the thread settings.
+    """
+    with _one_thread():
+        return _fit(crop, body, DEFAULT_STEPS if steps is None else steps, progress)
+
+
+def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
+    H, W = crop.mask.shape
+    camera = crop_camera(H, W)
+    body = body.to(torch.float32)
+    model = _Model(body, _body_points(body))
+    outline = _targets(crop.mask, *_FG_GRID)[2]
+    with torch.no_grad():
+        transl0 = _initial_transl(model, start_pose(), torch.zeros(body.num_betas), camera, crop.mask)
+        coarse = _scaled_camera(camera, STAGES[0][0])
+        start = _choose_arms(model, start_pose(), transl0, coarse,
+                             _targets(crop.mask, coarse.height, coarse.width)[1], outline)
+
+    root = torch.zeros(3, requires_grad=True)
+    transl = transl0.clone().requires_grad_(True)
+    betas = torch.zeros(body.num_betas, requires_grad=True)
+    delta = torch.zeros(len(FIT_JOINTS), 3, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [root], "lr": 0.02}, {"params": [transl], "lr": 0.01},
+                            {"params": [betas], "lr": 0.05}, {"params": [delta], "lr": 0.04}])
+    fit_idx = torch.tensor(FIT_JOINTS)
+    prior_w = torch.tensor([_PRIOR[skeleton.JOINT_NAMES[j]] for j in FIT_JOINTS])
+    table = torch.deg2rad(limit_table())
+    right = torch.tensor([skeleton.JOINT_NAMES[j].startswith("right_") for j in FIT_JOINTS])
+
+    def full_pose() -> torch.Tensor:
+        pose = start.index_add(0, fit_idx, delta)
+        return torch.cat([root[None], pose[1:]])
+
+    done, total = 0, max(steps, 1)
+    for s, (h, share) in enumerate(STAGES):
+        cam = _scaled_camera(camera, h)
+        target, dist, _ = _targets(crop.mask, cam.height, cam.width)
+        size = torch.tensor([cam.width, cam.height], dtype=torch.float32)
+        stage_steps = round(steps * share) if s < len(STAGES) - 1 else steps - done
+        chamfer_w = 1.0 if s == 0 else 0.3
+        for _ in range(stage_steps):
+            opt.zero_grad()
+            pose = full_pose()
+            pts, _ = model.pose(pose, betas, transl)
+            alpha = render(_splats(pts), cam, 0.0).alpha[..., 0]
+            loss = (F.mse_loss(alpha, target)
+                    + chamfer_w * 10.0 * _chamfer(_project(cam, pts) / size, dist, outline)
+                    + 1e-3 * ((prior_w[:, None] * delta.square()).sum() + root.square().sum())
+                    + 1.0 * _limit_penalty(pose, table, right)
+                    + 1e-3 * betas.square().sum())
+            loss.backward()
+            opt.step()
+        done += stage_steps
+        if progress is not None:
+            progress(done / total, f"fitting the body ({cam.height}x{cam.width})")
+
+    with torch.no_grad():
+        pose = full_pose()
+        pts, _ = model.pose(pose, betas, transl)
+        alpha = render(_splats(pts), camera, 0.0).alpha[..., 0].numpy()
+        posed = body.pose(pose, betas, transl)
+        head = _project(camera, torch.cat([posed.vertices[body.head_mask], posed.joints[J["head"]][None]]))
+    lo, hi = head.amin(0), head.amax(0)
+    c, half = (lo + hi) / 2, float((hi - lo).max()) / 2
+    head_box = (float(c[0]) - half, float(c[1]) - half, float(c[0]) + half, float(c[1]) + half)
+    if progress is not None:
+        progress(1.0, "body fitted")
+    return BodyFit(camera=camera, full_pose=pose.detach(), betas=betas.detach().clone(),
+                   transl=transl.detach().clone(), head_box=head_box, iou=silhouette_iou(alpha, crop.mask))
