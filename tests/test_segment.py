@@ -259,7 +259,7 @@ def test_failed_rembg_falls_back_in_auto_and_fails_loudly_when_asked(tmp_path, m
     rgb, sil = person_image()
     seg = segment(LoadedImage(rgb))
     assert seg.method == "grabcut" and iou(seg.mask, sil) > 0.8
-    assert len(seg.warnings) == 1 and "no network" in seg.warnings[0] and "GrabCut" in seg.warnings[0]
+    assert len(seg.warnings) == 1 and "could not be downloaded" in seg.warnings[0] and "GrabCut" in seg.warnings[0]
     with pytest.raises(InputError, match="failed.*no network.*u2net_human_seg.onnx"):
         segment(LoadedImage(rgb), method="rembg")
 

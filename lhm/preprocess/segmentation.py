@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -21,6 +22,8 @@ CUTOUT_FRACTION = 0.05  # transparent share of the image that makes its alpha a 
 GRABCUT_SIDE = 320  # long side GrabCut works at: well under a second, the mask is upsampled smoothly
 
 _SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
+
+log = logging.getLogger(__name__)
 
 
 def segment(image: LoadedImage, mask=None, method: str = "auto", model: str = "u2net_human_seg") -> Segmentation:
@@ -79,7 +82,8 @@ def _run_method(image: LoadedImage, method: str, model: str, notes: list[str]) -
         try:
             return _rembg(image.rgb, model), "rembg"
         except Exception as err:  # noqa: BLE001 - auto never fails for want of a model: GrabCut still works
-            missing = f"it failed ({err})"
+            log.warning("rembg model %r failed, falling back to GrabCut: %s", model, err)
+            missing = "it could not be downloaded or loaded" if isinstance(err, OSError) else f"it failed: {type(err).__name__}"
     notes.append(f"The person was cut out with GrabCut, a simple colour-based method, because the rembg model "
                  f"{model!r} is unavailable ({missing}); the mask may be rough. For a better one "
                  f"{_model_hint(model)}, or pass a mask or an RGBA cut-out.")
