@@ -1,56 +1,66 @@
-"""Command line: ``lhm demo`` (the free body as a Gaussian avatar, animated) and ``lhm motions``."""
+"""Command line: ``lhm avatar PHOTO`` (photo to animated avatar) and ``lhm motions``.
+
+Exit codes: 0 success, 2 bad input (with a message saying what to do), 1 internal error.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
-from pathlib import Path
+import traceback
 
-import torch
 from tqdm import tqdm
 
-from . import Avatar, Gaussians, list_motions, load_body, load_motion, motion_camera, render
-from .body.canonical import CanonicalSpace, sample_surface
-from .motion import MotionError
+from . import InputError, list_motions
+from .models.configs import OFFICIAL_NAMES
+from .motion.cameras import MODES
 
 
-def demo_avatar(num_gaussians: int = 40_000, seed: int = 0) -> Avatar:
-    """An avatar made of Gaussians on the free body, shaded by body region (no photo, no download)."""
-    body = load_body("free")
-    samples = sample_surface(body, num_gaussians, seed=seed)
-    space = CanonicalSpace.from_samples(body, samples)
-    n = len(space)
-    skin = torch.tensor([0.80, 0.62, 0.50])
-    shirt, trousers = torch.tensor([0.20, 0.35, 0.65]), torch.tensor([0.25, 0.25, 0.28])
-    w = space.weights
-    legs = w[:, [1, 2, 4, 5, 7, 8, 10, 11]].sum(1, keepdim=True)
-    arms_torso = w[:, [3, 6, 9, 13, 14, 16, 17]].sum(1, keepdim=True)
-    colors = skin * (1 - legs - arms_torso) + trousers * legs + shirt * arms_torso
-    quats = torch.zeros(n, 4)
-    quats[:, 0] = 1
-    g = Gaussians(space.points, quats, torch.full((n, 3), 0.012), torch.full((n,), 0.95), colors.clamp(0, 1))
-    return Avatar.from_canonical(space, body, g)
+class _Bar:
+    """A tqdm bar driven by ``progress(fraction, desc)`` callbacks."""
+
+    def __init__(self, desc: str):
+        self.bar = tqdm(total=1000, desc=desc, bar_format="{desc:<32.32} {percentage:3.0f}%|{bar}| {elapsed}")
+
+    def __call__(self, fraction: float, desc: str) -> None:
+        self.bar.set_description_str(desc, refresh=False)
+        self.bar.update(max(0, round(fraction * 1000) - self.bar.n))
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _demo(args) -> int:
-    from .io import save_ply, save_splat, save_video
+def _run_with_bar(desc: str, fn, *args, **kwargs):
+    bar = _Bar(desc)
+    try:
+        return fn(*args, progress=bar, **kwargs)
+    finally:
+        bar.close()
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _avatar(args) -> int:
+    from .pipeline import Pipeline, save_outputs
+
     t0 = time.perf_counter()
-    avatar = demo_avatar()
-    motion = load_motion(args.motion)
-    cams = motion_camera(motion, avatar, mode="auto", width=args.size, height=args.size)
-    frames = []
-    with torch.no_grad():
-        for i in tqdm(range(len(motion)), desc="render", unit="frame"):
-            frames.append(render(avatar.pose(motion, [i]).frame(0), cams[i], background=1.0).rgb)
-    save_video(out / "animation.mp4", torch.stack(frames), fps=motion.fps)
-    avatar.save_ply(out / "tpose.ply")
-    avatar.save_ply(out / "canonical.ply", pose="canonical")
-    avatar.save_splat(out / "avatar.splat")
-    print(f"wrote {out}/animation.mp4 ({len(motion)} frames), tpose.ply, canonical.ply, avatar.splat "
-          f"in {time.perf_counter() - t0:.1f} s")
+    pipe = Pipeline.from_pretrained(args.engine)
+    t_load = time.perf_counter() - t0
+    avatar = _run_with_bar("reconstructing", pipe.reconstruct, args.photo, mask=args.mask,
+                           remove_background=not args.no_remove_background)
+    for warning in avatar.info["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    t1 = time.perf_counter()
+    clip = _run_with_bar("animating", pipe.animate, avatar, args.motion, size=args.size, camera=args.camera,
+                         fps=args.fps, duration=args.duration)
+    t_anim = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    paths = save_outputs(args.out, avatar, clip)
+    t_save = time.perf_counter() - t2
+    timings = avatar.info["timings"]
+    print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out} | load {t_load:.1f} s, "
+          f"prepare {timings.get('prepare', 0):.1f} s, reconstruct {timings['reconstruct']:.1f} s, "
+          f"animate {t_anim:.1f} s ({len(clip)} frames), save {t_save:.1f} s, "
+          f"total {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -60,22 +70,46 @@ def _motions(_args) -> int:
     return 0
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lhm", description="LHM: one photo to an animatable 3D Gaussian avatar.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("avatar", help="make an animated avatar from a photo",
+                       description="Photo to avatar: writes animation.mp4, tpose.ply, canonical.ply, avatar.splat, "
+                                   "input.png (the processed photo) and turntable.webp into --out.")
+    a.add_argument("photo", help="photo of one person (jpg, png, webp...; a PNG cut-out works too)")
+    a.add_argument("--motion", default="wave", help="preset name (see `lhm motions`) or a motion file/folder/zip "
+                                                    "(default: wave)")
+    a.add_argument("--engine", default="fit", help=f"fit (offline, default), {', '.join(OFFICIAL_NAMES)}, "
+                                                   "a hub id or a local checkpoint folder")
+    a.add_argument("--mask", help="the person's mask (image file); skips background removal")
+    a.add_argument("--no-remove-background", action="store_true",
+                   help="use the photo's own transparency instead of background removal")
+    a.add_argument("--size", type=int, default=512, help="video size in pixels (default: 512)")
+    a.add_argument("--fps", type=float, help="video frame rate (default: the motion's)")
+    a.add_argument("--duration", type=float, help="video length in seconds: trims or loops the motion")
+    a.add_argument("--camera", default="auto", choices=MODES, help="camera (default: auto)")
+    a.add_argument("--out", default="out/avatar", help="output folder (default: out/avatar)")
+    a.set_defaults(run=_avatar)
+    sub.add_parser("motions", help="list the preset motions").set_defaults(run=_motions)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lhm`` command; returns the exit code (0 ok, 2 bad input, 1 internal error)."""
-    parser = argparse.ArgumentParser(prog="lhm", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="animate the embedded free body as a Gaussian avatar (no download)")
-    d.add_argument("--motion", default="wave", help="preset name or motion file/folder (see `lhm motions`)")
-    d.add_argument("--size", type=int, default=512, help="video size in pixels")
-    d.add_argument("--out", default="out/demo", help="output folder")
-    d.set_defaults(run=_demo)
-    sub.add_parser("motions", help="list the preset motions").set_defaults(run=_motions)
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.run(args)
-    except (MotionError, ValueError, FileNotFoundError) as e:
+    except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - the last line of defence: a short message, the traceback on request
+        if args.verbose:
+            traceback.print_exc()
+        print(f"internal error: {type(e).__name__}: {e} (run with --verbose for details; please report it)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from ..models.prior import canonical_space, constrain_vertex_mask, prior_buffers
 from ..models.sapiens import SapiensEncoder, find_sapiens, load_sapiens
 from ..models.weights import (MODELS_ENV, PRIOR_URL, WEIGHTS_FILE, LoadReport, find_prior_dir, find_prior_file, load_weights,
                               resolve_checkpoint)
+from ..preprocess import PersonImage, lhm_inputs
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +149,17 @@ class LHMEngine:
                 raise ValueError(f"{label} must be [1,3,H,W], got {tuple(t.shape)}")
         latent = self.transform(self.encode_body(image), self.encode_head(head_image))
         return self.to_avatar(self.decode(latent), betas)
+
+    def reconstruct_person(self, person: PersonImage, progress=None) -> Avatar:
+        """A prepared photo (fitted on this engine's SMPL-X body) to an Avatar, with the official crops (§4.1, §4.2)."""
+        progress = progress or (lambda fraction, desc: None)
+        crop, fit = person.crop, person.fit
+        x0, y0, x1, y1 = fit.head_box
+        # the head box is in crop pixels; the head image is cut from the loaded photo (§4.2)
+        head_box = (crop.box[0] + x0 / crop.scale, crop.box[1] + y0 / crop.scale,
+                    crop.box[0] + x1 / crop.scale, crop.box[1] + y1 / crop.scale)
+        image, head = lhm_inputs(person.image.rgb, person.segmentation.mask, head_box, self.config.source_size)
+        progress(0.1, f"running {self.config.name}")
+        avatar = self.reconstruct(image, head, fit.betas)
+        progress(1.0, "decoded")
+        return avatar

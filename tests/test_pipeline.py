@@ -1,0 +1,106 @@
+"""The public API end to end on an example photo: Pipeline, Animation, save_outputs, and the ``lhm`` CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lhm
+from lhm.cli import main
+from lhm.io import load_ply, load_splat
+from lhm.pipeline import timed_motion
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "anna_stripes.jpg"
+SMALL = dict(num_gaussians=6000, steps=(6, 3, 0))  # a light Fit engine: the API is under test, not quality
+
+
+@pytest.fixture(scope="module")
+def pipe() -> lhm.Pipeline:
+    return lhm.Pipeline.from_pretrained("fit", device="cpu", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def avatar(pipe) -> lhm.Avatar:
+    seen = []
+    avatar = pipe.reconstruct(EXAMPLE, progress=lambda fraction, desc: seen.append((fraction, desc)))
+    avatar.info["progress"] = seen
+    return avatar
+
+
+def test_reconstruct_returns_an_avatar_with_its_story(avatar):
+    assert len(avatar) == 6000 and avatar.info["engine"] == "fit"
+    person = avatar.info["person"]
+    assert isinstance(person, lhm.PersonImage) and person.fit.iou > 0.8
+    assert set(avatar.info["timings"]) == {"prepare", "reconstruct"}
+    fractions = [f for f, _ in avatar.info["progress"]]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 5
+    # a prepared person is reused as is
+    assert isinstance(avatar.info["warnings"], list)
+
+
+def test_animate_renders_every_frame_at_the_asked_size(pipe, avatar):
+    clip = pipe.animate(avatar, "wave", size=(96, 128), fps=10, duration=0.5, background=(0.0, 1.0, 0.0))
+    assert clip.rgb.shape == (5, 128, 96, 3) and clip.rgb.dtype == torch.uint8
+    assert clip.alpha.shape == (5, 128, 96) and 0 <= float(clip.alpha.min()) and float(clip.alpha.max()) <= 1
+    assert clip.fps == 10 and len(clip.camera) == 5
+    corner = clip.rgb[:, 0, 0].float()
+    assert torch.allclose(corner, torch.tensor([0.0, 255.0, 0.0]).expand_as(corner), atol=1)  # background shows
+    assert float(clip.alpha.mean()) > 0.05  # the avatar is in view
+
+
+def test_timed_motion_trims_loops_and_resamples():
+    wave = lhm.load_motion("wave")
+    assert len(timed_motion(wave, duration=1.0)) == round(wave.fps)
+    assert abs(timed_motion(wave, duration=2 * wave.duration).duration - 2 * wave.duration) < 0.1
+    assert timed_motion("wave", fps=15).fps == 15
+
+
+def test_save_outputs_writes_files_other_readers_open(tmp_path, pipe, avatar):
+    clip = pipe.animate(avatar, "idle", size=64, duration=0.2)
+    paths = lhm.save_outputs(tmp_path, avatar, clip, turntable_views=4, turntable_size=64)
+    assert set(paths) == {"tpose_ply", "canonical_ply", "splat", "turntable", "video", "input"}
+    assert len(load_ply(paths["tpose_ply"]).means) == len(avatar) == len(load_splat(paths["splat"]).means)
+    assert iio.imread(paths["video"]).shape[0] == len(clip)
+    rgba = np.asarray(Image.open(paths["input"]))
+    assert rgba.shape[2] == 4 and rgba[..., 3].max() == 255 and rgba[..., 3].min() == 0
+
+
+def test_bad_input_is_an_input_error(pipe, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(lhm.InputError, match="image"):
+        pipe.reconstruct(text)
+    with pytest.raises(lhm.InputError, match="transparen"):
+        pipe.reconstruct(EXAMPLE, remove_background=False)
+    with pytest.raises(lhm.MotionError):
+        pipe.animate(pipe.reconstruct(EXAMPLE), "no-such-motion")
+
+
+def test_cli_avatar_writes_everything(tmp_path, capsys, monkeypatch):
+    import lhm.pipeline
+
+    light = lhm.Pipeline.from_pretrained
+    monkeypatch.setattr(lhm.pipeline.Pipeline, "from_pretrained",
+                        classmethod(lambda cls, name, **kw: light(name, device="cpu", **SMALL)))
+    code = main(["avatar", str(EXAMPLE), "--motion", "idle", "--duration", "0.3", "--size", "64",
+                 "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 0 and "animation.mp4" in out and "total" in out
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "animation.mp4", "tpose.ply", "canonical.ply", "avatar.splat", "turntable.webp", "input.png"}
+
+
+def test_cli_exit_codes_and_messages(tmp_path, capsys):
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    assert main(["avatar", str(bad), "--out", str(tmp_path)]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["avatar", str(tmp_path / "missing.jpg"), "--out", str(tmp_path)]) == 2
+    assert "missing.jpg" in capsys.readouterr().err
+    assert main(["avatar", str(EXAMPLE), "--motion", "nope", "--engine", "LHM-MINI", "--out", str(tmp_path)]) == 2
+    assert "LHM-MINI" in capsys.readouterr().err  # weights missing offline: where to get them
+    assert main(["motions"]) == 0 and "wave" in capsys.readouterr().out
