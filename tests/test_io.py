@@ -312,3 +312,10 @@ def test_preview_is_small_and_animated(tmp_path, suffix):
 def test_preview_rejects_unknown_extension(tmp_path):
     with pytest.raises(ValueError, match="gif or .webp"):
         save_preview(tmp_path / "p.mp4", smooth_frames(2, 8, 8))
+
+
+def test_ply_dc_only_read_as_sh(tmp_path):
+    g = random_gaussians(20)
+    back = load_ply(save_ply(tmp_path / "dc.ply", g), sh=True)
+    assert back.colors.shape == (20, 1, 3) and back.sh_degree == 0
+    torch.testing.assert_close(back.colors[:, 0] * SH_C0 + 0.5, g.colors, atol=1e-6, rtol=0)

@@ -573,8 +573,11 @@ def test_checkpoint_buffers_override_and_unused_keys_are_skipped(offline_hub, tm
 def test_missing_checkpoint_and_files(offline_hub, tmp_path, monkeypatch):
     from lhm.engines.lhm_engine import LHMEngine
 
-    with pytest.raises(CheckpointNotFoundError, match="3DAIGC/LHM-500M") as e:
+    # an official name: its prior files are checked before the checkpoint would be downloaded
+    with pytest.raises(PriorFileError, match="1_40000.ply"):
         LHMEngine.from_pretrained("LHM-500M", device="cpu", smplx_dir=offline_hub["smplx_dir"])
+    with pytest.raises(CheckpointNotFoundError, match="someone/avatar-model") as e:
+        LHMEngine.from_pretrained("someone/avatar-model", device="cpu", smplx_dir=offline_hub["smplx_dir"])
     assert "huggingface-cli download" in str(e.value)
     with pytest.raises(CheckpointNotFoundError, match="holds no config.json"):
         LHMEngine.from_pretrained(tmp_path, device="cpu", smplx_dir=offline_hub["smplx_dir"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from . import skeleton
 from .body import Body
 
@@ -16,7 +17,7 @@ NUM_VERTICES = 10475
 MODEL_ENV = "LHM_SMPLX_DIR"
 
 
-class SMPLXFilesError(FileNotFoundError):
+class SMPLXFilesError(InputError, FileNotFoundError):
     """The SMPL-X model files are missing or not what they should be."""
 
 

@@ -18,7 +18,7 @@ from ..body.canonical import SurfaceSamples, load_dense_points
 from ..body.smplx_body import MODEL_ENV as SMPLX_ENV
 from ..body.smplx_body import SMPLXFilesError, load_smplx_body
 from ..gaussians import Gaussians
-from ..models.configs import LHMConfig, load_config
+from ..models.configs import LHMConfig, canonical_name, get_config, load_config
 from ..models.gs_head import GaussianAttributes
 from ..models.head_sr import BicubicHeadSR, HeadSuperResolution
 from ..models.lhm import LHMNetwork, build_model
@@ -31,6 +31,22 @@ from ..preprocess import PersonImage, lhm_inputs
 log = logging.getLogger(__name__)
 
 DENSE_POINTS_URL = "https://virutalbuy-public.oss-cn-hangzhou.aliyuncs.com/share/aigc3d/data/LHM/1_20000.ply"
+
+
+def _prior_files(config: LHMConfig, smplx_dir, sapiens_path, dense_points):
+    """Locate and load what a checkpoint of ``config`` needs besides its weights; a missing file fails with its source."""
+    sapiens_file = find_sapiens(sapiens_path)
+    try:
+        body = load_smplx_body(smplx_dir or os.environ.get(SMPLX_ENV) or find_prior_dir("human_model_files"),
+                               num_betas=config.shape_param_dim)
+    except SMPLXFilesError as e:
+        raise SMPLXFilesError(f"{e} The LHM checkpoints need SMPL-X: the LHM prior files ({PRIOR_URL}) hold it "
+                              f"in pretrained_models/human_model_files, found when {MODELS_ENV} names their folder.") from e
+    n = config.dense_sample_pts
+    points_file = dense_points or find_prior_file(
+        f"dense_sample_points/1_{n}.ply", f"the {n} dense query points of {config.name}",
+        hint=f"1_20000.ply (LHM-MINI) is also at {DENSE_POINTS_URL}")
+    return (config.shape_param_dim, n), sapiens_file, body, load_dense_points(points_file, n, body)
 
 
 def default_device() -> torch.device:
@@ -80,21 +96,14 @@ class LHMEngine:
         with a message saying where to get it.
         """
         device = torch.device(device) if device is not None else default_device()
+        known = canonical_name(name_or_path)
+        # an official name says what the prior files must be: check them before a checkpoint download of GBs
+        located = _prior_files(get_config(known), smplx_dir, sapiens_path, dense_points) if known else None
         folder = resolve_checkpoint(name_or_path)
         config = load_config(folder, name=str(name_or_path))
-        sapiens_file = find_sapiens(sapiens_path)
-        try:
-            body = load_smplx_body(smplx_dir or os.environ.get(SMPLX_ENV) or find_prior_dir("human_model_files"),
-                                   num_betas=config.shape_param_dim)
-        except SMPLXFilesError as e:
-            raise SMPLXFilesError(f"{e} The LHM checkpoints need SMPL-X: the LHM prior files ({PRIOR_URL}) hold it "
-                                  f"in pretrained_models/human_model_files, found when {MODELS_ENV} names their folder.") from e
-        n = config.dense_sample_pts
-        points_file = dense_points or find_prior_file(
-            f"dense_sample_points/1_{n}.ply", f"the {n} dense query points of {config.name}",
-            hint=f"1_20000.ply (LHM-MINI) is also at {DENSE_POINTS_URL}")
-        samples = load_dense_points(points_file, n, body)
-
+        if located is None or located[0] != (config.shape_param_dim, config.dense_sample_pts):
+            located = _prior_files(config, smplx_dir, sapiens_path, dense_points)
+        _, sapiens_file, body, samples = located
         network = build_model(config, "meta")
         report = load_weights(network, folder / WEIGHTS_FILE, device=device, dtype=dtype,
                               skip=LHMNetwork.is_unused_key, strict=strict)

@@ -104,8 +104,9 @@ def load_ply(path: str | os.PathLike, sh: bool = False) -> Gaussians:
         k = len(rest_names) // 3 + 1
         if rest_names != [f"f_rest_{i}" for i in range(3 * (k - 1))] or round(k ** 0.5) ** 2 != k:
             raise ValueError(f"{path}: its {len(rest_names)} f_rest_* properties are not a full set of SH bands")
-        rest = column(*rest_names) if rest_names else dc.new_zeros(len(dc), 0)
-        colors = torch.cat([dc[:, None], rest.reshape(-1, 3, k - 1).transpose(1, 2)], dim=1)
+        colors = dc[:, None]
+        if rest_names:  # f_rest is stored channel-major: all coefficients of red, then green, then blue
+            colors = torch.cat([colors, column(*rest_names).reshape(-1, 3, k - 1).transpose(1, 2)], dim=1)
     else:
         colors = (dc * SH_C0 + 0.5).clamp(0.0, 1.0)
     g = Gaussians(

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .configs import HUB_OWNER, LHMConfig
 
 MODELS_ENV = "LHM_MODELS_DIR"
@@ -30,15 +31,15 @@ WEIGHTS_FILE = "model.safetensors"
 MODELSCOPE_OWNER = "Damo_XR_Lab"
 
 
-class PriorFileError(FileNotFoundError):
+class PriorFileError(InputError, FileNotFoundError):
     """A required model or prior file is missing; the message says what it is and where to put it."""
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(InputError, FileNotFoundError):
     """No LHM checkpoint (config.json + model.safetensors) could be found for a name or path."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint does not fit the network (wrong shapes, missing parameters, unexpected keys)."""
 
 
