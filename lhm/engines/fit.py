@@ -7,7 +7,8 @@ neighbours, so clothing and hair grow out of the body as a smooth shell). Offset
 sizes are refined against the photo and its mask through the differentiable renderer (Adam,
 coarse to fine). Gaussians the photo does not show (the back, under the arms) then take the
 colour of the visible surface of the same body part at the same image location (the photo
-"mirrored through the body"), else of the nearest visible Gaussian of that part.
+"mirrored through the body"), else of the nearest visible Gaussian of that part; the back of the
+head takes the colour of the head's outline (hair), not the face's.
 
 Because posing is linear in the canonical point, the whole optimisation runs on one precomputed
 affine map per Gaussian; the result is an ordinary :class:`~lhm.avatar.Avatar` whose canonical
@@ -46,8 +47,8 @@ if TYPE_CHECKING:
 Progress = Callable[[float, str], None]
 
 # body parts whose hidden side is filled from their own visible side; the head (with the neck) is
-# left out of the mirror: the back of a head is hair, not a face, so it takes the nearest visible
-# head colour instead
+# left out of the mirror: the back of a head is hair, not a face, so it takes the colour of the
+# head's outline in the photo instead
 _PARTS = {
     "torso": ("pelvis", "spine1", "spine2", "spine3", "left_collar", "right_collar"),
     "head": ("neck", "head", "jaw", "left_eye", "right_eye"),
@@ -61,6 +62,7 @@ _PARTS = {
 _HEAD_PART = list(_PARTS).index("head")
 _LEFT_HAND, _RIGHT_HAND = len(_PARTS), len(_PARTS) + 1  # wrists and fingers
 _OPACITY = 0.95
+_FLATNESS = 0.4  # thickness of a splat relative to its width: a shell that stays closed from the side
 # visible fractions (see _visible_fraction): below _HIDDEN a Gaussian's colour is filled from the
 # visible surface, above _SEEN it is the photo's, in between a blend; _VISIBLE marks "visible"
 _HIDDEN, _VISIBLE, _SEEN = 0.06, 0.12, 0.2
@@ -121,16 +123,12 @@ class FitEngine:
         self._template: _Template | None = None
 
     # ------------------------------------------------------------------------------------------
-    def reconstruct(self, person: PersonImage, progress: Progress | None = None) -> Avatar:
+    def reconstruct_person(self, person: PersonImage, progress: Progress | None = None) -> Avatar:
         """The avatar of ``person``; ``avatar.info`` holds {"engine": "fit", "iou", "psnr"} of the input view."""
         return self.fit(person, progress).avatar
 
-    def reconstruct_person(self, person: PersonImage, progress: Progress | None = None) -> Avatar:
-        """The entry point ``lhm.Pipeline`` calls on every engine: the same as :meth:`reconstruct`."""
-        return self.reconstruct(person, progress)
-
     def fit(self, person: PersonImage, progress: Progress | None = None) -> FitResult:
-        """Like :meth:`reconstruct`, also returning offsets, visibility and input-view scores."""
+        """Like :meth:`reconstruct_person`, also returning offsets, visibility and input-view scores."""
         if self.device.type != "cpu":
             return self._fit(person, progress)
         # the per-step tensor ops are small (one value per Gaussian): extra torch threads only
@@ -259,11 +257,10 @@ class FitEngine:
         return Avatar.from_canonical(space, self.body, g, betas=betas.clone())
 
 
-_FLATNESS = 0.4  # thickness of a splat relative to its width: a shell that stays closed from the side
-
-
 @dataclass
 class _State:
+    """What the refinement optimises: raw offsets (before smoothing), colours, log size factors."""
+
     raw_offset: torch.Tensor
     colors: torch.Tensor
     log_scale: torch.Tensor

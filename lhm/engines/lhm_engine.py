@@ -24,7 +24,7 @@ from ..models.head_sr import BicubicHeadSR, HeadSuperResolution
 from ..models.lhm import LHMNetwork, build_model
 from ..models.prior import canonical_space, constrain_vertex_mask, prior_buffers
 from ..models.sapiens import SapiensEncoder, find_sapiens, load_sapiens
-from ..models.weights import (MODELS_ENV, PRIOR_URL, WEIGHTS_FILE, LoadReport, find_prior_dir, find_prior_file, load_weights,
+from ..models.weights import (MODELS_ENV, PRIOR_URL, WEIGHTS_FILE, LoadReport, PriorFileError, find_prior_dir, find_prior_file, load_weights,
                               resolve_checkpoint)
 from ..preprocess import PersonImage, lhm_inputs
 
@@ -35,7 +35,10 @@ DENSE_POINTS_URL = "https://virutalbuy-public.oss-cn-hangzhou.aliyuncs.com/share
 
 def _prior_files(config: LHMConfig, smplx_dir, sapiens_path, dense_points):
     """Locate and load what a checkpoint of ``config`` needs besides its weights; a missing file fails with its source."""
-    sapiens_file = find_sapiens(sapiens_path)
+    try:
+        sapiens_file = find_sapiens(sapiens_path)
+    except PriorFileError as e:
+        raise PriorFileError(f"{config.name} needs the Sapiens body encoder: {e}") from e
     try:
         body = load_smplx_body(smplx_dir or os.environ.get(SMPLX_ENV) or find_prior_dir("human_model_files"),
                                num_betas=config.shape_param_dim)
