@@ -19,11 +19,10 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import lhm  # noqa: I001 - first: it sets OpenMP's wait policy, which must happen before torch loads
 import gradio as gr
 import spaces
 import torch
-
-import lhm
 from lhm.errors import InputError
 from lhm.gaussians import Gaussians
 from lhm.io import load_ply, save_ply, save_video

@@ -9,11 +9,10 @@ import os
 import platform
 import time
 
+import lhm  # first: its OpenMP wait policy must be set before torch loads
+import lhm.avatar
 import numba
 import torch
-
-import lhm
-import lhm.avatar
 from lhm.body.canonical import CanonicalSpace, sample_surface
 from lhm.skinning import skin_gaussians_torch
 

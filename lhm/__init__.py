@@ -1,4 +1,11 @@
 """LHM: one photo to an animatable 3D Gaussian avatar, on CPU or GPU, installed with pip alone."""
+import os
+
+# Both torch and numba run OpenMP thread pools; threads that spin-wait between parallel regions starve
+# the other pool (torch ops after a numba kernel ran ~30x slower on 2 cores). Sleeping threads cost
+# microseconds. Only effective when lhm is imported before torch starts its pool; set it yourself otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .avatar import Avatar
 from .body import Body, load_body
 from .errors import InputError

@@ -86,10 +86,11 @@ class Avatar:
         joints = self.body.shaped_joints(self.betas).expand(rot.shape[:-3] + (skeleton.NUM_JOINTS, 3))
         _, A = batch_rigid_transform(rot, joints, skeleton.PARENTS)
         batch = A.shape[:-3]
-        means, quats = skin_gaussians(W, A.reshape(-1, skeleton.NUM_JOINTS, 4, 4), z, R0, g.quats, self.rigid_mask)
-        means, quats = means.reshape(*batch, -1, 3), quats.reshape(*batch, -1, 4)
+        frames = A.reshape(-1, skeleton.NUM_JOINTS, 4, 4)
         if trans is not None:
-            means = means + trans.to(dtype=dtype, device=device)[..., None, :]
+            trans = trans.to(dtype=dtype, device=device).expand(*batch, 3).reshape(-1, 3)
+        means, quats = skin_gaussians(W, frames, z, R0, g.quats, self.rigid_mask, trans)
+        means, quats = means.reshape(*batch, -1, 3), quats.reshape(*batch, -1, 4)
         return Gaussians(means, quats, g.scales.expand(*batch, -1, -1), g.opacities.expand(*batch, -1),
                          g.colors.expand(*batch, *g.colors.shape))
 

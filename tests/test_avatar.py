@@ -181,9 +181,10 @@ def test_skinning_kernel_matches_the_torch_reference(free_body):
     A = torch.eye(4).repeat(4, 55, 1, 1)
     A[:, :, :3, :3] = lhm.geometry.axis_angle_to_matrix(torch.randn(4, 55, 3, generator=gen))
     A[:, :, :3, 3] = torch.randn(4, 55, 3, generator=gen) * 0.1
+    trans = torch.randn(4, 3, generator=gen)
     with torch.no_grad():
-        fast = skin_gaussians(weights, A, z, R0, avatar.gaussians.quats, avatar.rigid_mask)
-    ref = skin_gaussians_torch(avatar.weights, A, z, R0, avatar.gaussians.quats, avatar.rigid_mask)
+        fast = skin_gaussians(weights, A, z, R0, avatar.gaussians.quats, avatar.rigid_mask, trans)
+    ref = skin_gaussians_torch(avatar.weights, A, z, R0, avatar.gaussians.quats, avatar.rigid_mask, trans)
     torch.testing.assert_close(fast[0], ref[0], atol=2e-6, rtol=0)
     torch.testing.assert_close(fast[1], ref[1], atol=2e-6, rtol=0)
     index, values = sparse_weights(avatar.weights)
