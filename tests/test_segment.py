@@ -252,15 +252,20 @@ def test_failed_rembg_falls_back_in_auto_and_fails_loudly_when_asked(tmp_path, m
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("LHM_OFFLINE", raising=False)
 
+    calls = []
+
     def no_network(rgb, model):
+        calls.append(model)
         raise OSError("download failed: no network")
 
     monkeypatch.setattr(segment_module, "_rembg", no_network)
+    monkeypatch.setattr(segment_module, "_DOWNLOAD_FAILED", set())
     rgb, sil = person_image()
     seg = segment(LoadedImage(rgb))
     assert seg.method == "grabcut" and iou(seg.mask, sil) > 0.8
     assert len(seg.warnings) == 1 and "could not be downloaded" in seg.warnings[0] and "GrabCut" in seg.warnings[0]
-    with pytest.raises(InputError, match="failed.*no network.*u2net_human_seg.onnx"):
+    assert segment(LoadedImage(rgb)).method == "grabcut" and calls == ["u2net_human_seg"]  # not retried
+    with pytest.raises(InputError, match="download failed earlier.*u2net_human_seg.onnx"):
         segment(LoadedImage(rgb), method="rembg")
 
 

@@ -22,6 +22,7 @@ CUTOUT_FRACTION = 0.05  # transparent share of the image that makes its alpha a 
 GRABCUT_SIDE = 320  # long side GrabCut works at: well under a second, the mask is upsampled smoothly
 
 _SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
+_DOWNLOAD_FAILED: set[str] = set()  # models whose download failed: not retried by every request of a server
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def _run_method(image: LoadedImage, method: str, model: str, notes: list[str]) -
         try:
             return _rembg(image.rgb, model), "rembg"
         except Exception as err:  # noqa: BLE001 - auto never fails for want of a model: GrabCut still works
-            log.warning("rembg model %r failed, falling back to GrabCut: %s", model, err)
+            log.info("rembg model %r failed, falling back to GrabCut: %s", model, err)
+            if isinstance(err, OSError):
+                _DOWNLOAD_FAILED.add(model)
             missing = "it could not be downloaded or loaded" if isinstance(err, OSError) else f"it failed: {type(err).__name__}"
     notes.append(f"The person was cut out with GrabCut, a simple colour-based method, because the rembg model "
                  f"{model!r} is unavailable ({missing}); the mask may be rough. For a better one "
@@ -114,7 +117,11 @@ def _rembg_missing(model: str) -> str:
     """Why rembg cannot run ``model`` here, or "" when it can (file on disk, or downloads allowed)."""
     if importlib.util.find_spec("rembg") is None:
         return "rembg is not installed (pip install 'rembg[cpu]')"
-    if any(path.is_file() for path in model_files(model)) or not _offline():
+    if any(path.is_file() for path in model_files(model)):
+        return ""
+    if model in _DOWNLOAD_FAILED:
+        return "its file is not on disk and its download failed earlier"
+    if not _offline():
         return ""
     return "its file is not on disk and downloads are off (HF_HUB_OFFLINE or LHM_OFFLINE)"
 
