@@ -647,3 +647,18 @@ def test_models_dir_variable_holds_several_folders(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     monkeypatch.setenv("LHM_MODELS_DIR", f"{a}{os.pathsep}{b}")
     assert model_roots()[:2] == [a, b]
+
+
+def test_pipeline_runs_a_checkpoint_from_a_photo(offline_hub):
+    """The LHM engine behind the Pipeline: photo -> prepare on its SMPL-X body -> official crops -> network -> video."""
+    from pathlib import Path
+
+    pipe = lhm.Pipeline.from_pretrained("3DAIGC/LHM-TINY", device="cpu", smplx_dir=offline_hub["smplx_dir"])
+    photo = Path(__file__).resolve().parents[1] / "examples" / "dev_cutout.png"
+    avatar = pipe.reconstruct(photo, remove_background=False)
+    person = avatar.info["person"]
+    assert avatar.info["engine"] == "lhm" and len(avatar) == len(pipe.engine.space)
+    assert person.fit.betas.shape == (pipe.engine.config.shape_param_dim,)
+    torch.testing.assert_close(avatar.betas, person.fit.betas.float())
+    clip = pipe.animate(avatar, "idle", size=48, duration=0.1)
+    assert clip.rgb.shape[1:] == (48, 48, 3) and torch.isfinite(avatar.gaussians.means).all()
