@@ -9,7 +9,11 @@ Parameters: root orientation, translation, the body's shape coefficients (L2-reg
 the rotations of the main joints (spine, neck, head, collars, shoulders, elbows, hips, knees),
 starting from a standing A-pose whose arm elevations are first picked from a few candidates
 (gradients cannot swing an arm overhead); every other joint stays at zero. Priors keep the pose human:
-L2 towards the start and a penalty outside the joint ranges of ``lhm.motion.limits``.
+L2 towards the start (stronger on the legs' twist and the knees' sideways bend), a penalty outside
+the joint ranges of ``lhm.motion.limits``, and a depth prior: the camera depth of the knees, ankles,
+feet, neck, head, elbows and wrists relative to the pelvis stays near the start pose's, so limbs
+swing along the view ray (and the body pitches towards the camera) only where the silhouette
+demands it, not to absorb outline mismatches (clothes, hair, body shape).
 
 Losses: the rendered alpha of a few thousand small opaque Gaussians on the body against the mask
 (L2), plus a 2D chamfer between the projected body points and the mask (distance transform one
@@ -54,6 +58,21 @@ _FG_GRID = (80, 48)  # the grid of mask outline pixels the chamfer term covers
 _PRIOR = {"spine1": 1.0, "spine2": 1.0, "spine3": 1.0, "neck": 1.0, "head": 0.5, "left_collar": 4.0,
           "right_collar": 4.0, "left_shoulder": 0.05, "right_shoulder": 0.05, "left_elbow": 0.1,
           "right_elbow": 0.1, "left_hip": 0.2, "right_hip": 0.2, "left_knee": 0.2, "right_knee": 0.2}
+LIMIT_WEIGHT = 100.0  # per radian squared outside a joint's range: at 1 the fit could end a degree out
+# extra prior weight on the hips' and knees' twist (about the bone, y) and the knees' sideways bend
+# (z): a straight leg's silhouette hardly shows them, and the fit twisted the knees by 10-20 degrees
+# to nudge the feet's outline
+LEG_TWIST_PRIOR = 20.0
+# joints whose camera depth (relative to the pelvis) is held near the start pose's, with weights per
+# metre squared: a silhouette barely sees a limb swing along the view ray, so without this the fit
+# used flexion in depth to absorb outline mismatches of clothes, hair and shape (legs leaning
+# forwards or backwards from the side, arms swung 20-40 cm behind the body, shortening them in the
+# image, so that the hands went uncovered and cost the photo path 2-5 dB)
+LEG_DEPTH_WEIGHT = 0.3
+ARM_DEPTH_WEIGHT = 0.1
+DEPTH_JOINTS = {"left_knee": "leg", "right_knee": "leg", "left_ankle": "leg", "right_ankle": "leg",
+                "left_foot": "leg", "right_foot": "leg", "neck": "leg", "head": "leg",
+                "left_elbow": "arm", "right_elbow": "arm", "left_wrist": "arm", "right_wrist": "arm"}
 
 
 def start_pose() -> torch.Tensor:
@@ -111,6 +130,11 @@ class _Model:
         v = self.vertices + torch.einsum("vcb,b->vc", self.shapedirs, betas)
         pts = (T[:, :3, :3] @ v[:, :, None])[:, :, 0] + T[:, :3, 3]
         return pts + transl, joints + transl
+
+    def joints(self, full_pose: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+        """Posed joints [55,3] without translation (no points: the cheap part of ``pose``)."""
+        return batch_rigid_transform(axis_angle_to_matrix(full_pose), self.body.shaped_joints(betas),
+                                     skeleton.PARENTS)[0]
 
 
 def _project(camera: Camera, pts: torch.Tensor) -> torch.Tensor:
@@ -249,9 +273,22 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
     opt = torch.optim.Adam([{"params": [root], "lr": 0.02}, {"params": [transl], "lr": 0.01},
                             {"params": [betas], "lr": 0.05}, {"params": [delta], "lr": 0.04}])
     fit_idx = torch.tensor(FIT_JOINTS)
-    prior_w = torch.tensor([_PRIOR[skeleton.JOINT_NAMES[j]] for j in FIT_JOINTS])
+    prior_w = torch.tensor([_PRIOR[skeleton.JOINT_NAMES[j]] for j in FIT_JOINTS])[:, None].repeat(1, 3)
+    legs = torch.tensor([skeleton.JOINT_NAMES[j].endswith(("_hip", "_knee")) for j in FIT_JOINTS])
+    prior_w[legs, 1] *= LEG_TWIST_PRIOR
+    knees = torch.tensor([skeleton.JOINT_NAMES[j].endswith("_knee") for j in FIT_JOINTS])
+    prior_w[knees, 2] *= LEG_TWIST_PRIOR
     table = torch.deg2rad(limit_table())
     right = torch.tensor([skeleton.JOINT_NAMES[j].startswith("right_") for j in FIT_JOINTS])
+    depth_idx = torch.tensor([J[n] for n in DEPTH_JOINTS])
+    depth_w = torch.tensor([LEG_DEPTH_WEIGHT if k == "leg" else ARM_DEPTH_WEIGHT for k in DEPTH_JOINTS.values()])
+    view_dir = camera.viewmat[2, :3].float()  # world direction of camera depth
+
+    def depth_change(pose: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
+        """Camera depth of DEPTH_JOINTS relative to the pelvis, minus the start pose's turned by the
+        root's yaw and roll only: pitching the whole body towards the camera is a depth lean too."""
+        ref = model.joints(torch.cat([pose[:1] * pose.new_tensor([0.0, 1.0, 1.0]), start[1:]]), betas)
+        return ((joints - joints[:1]) - (ref - ref[:1]))[depth_idx] @ view_dir
 
     def full_pose() -> torch.Tensor:
         pose = start.index_add(0, fit_idx, delta)
@@ -267,12 +304,13 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
         for _ in range(stage_steps):
             opt.zero_grad()
             pose = full_pose()
-            pts, _ = model.pose(pose, betas, transl)
+            pts, joints = model.pose(pose, betas, transl)
             alpha = render(_splats(pts), cam, 0.0).alpha[..., 0]
             loss = (F.mse_loss(alpha, target)
                     + chamfer_w * 10.0 * _chamfer(_project(cam, pts) / size, dist, outline)
-                    + 1e-3 * ((prior_w[:, None] * delta.square()).sum() + root.square().sum())
-                    + 1.0 * _limit_penalty(pose, table, right)
+                    + 1e-3 * ((prior_w * delta.square()).sum() + root.square().sum())
+                    + LIMIT_WEIGHT * _limit_penalty(pose, table, right)
+                    + (depth_w * depth_change(pose, joints).square()).sum()
                     + 1e-3 * betas.square().sum())
             loss.backward()
             opt.step()
