@@ -216,3 +216,14 @@ def test_fit_does_not_lean_a_standing_person_in_depth(fits, free_body):
     error = leg_depth(fit.full_pose, fit.betas) - leg_depth(synthetic_pose("arms_down"), None)
     assert float(error.abs().max()) < 0.04, f"leg depth errors (m): {error.tolist()}"
     assert abs(math.degrees(float(fit.full_pose[0, 0]))) < 8.0, f"root pitch {fit.full_pose[0].tolist()}"
+
+
+def test_prepare_warns_when_the_body_cannot_match_the_cut_out():
+    """A mask that is no standing person (a wide blob) is still fitted, but the user is told the result will be rough."""
+    from lhm.preprocess import POOR_FIT_IOU, prepare
+
+    rgb = np.full((400, 600, 3), 200, np.uint8)
+    mask = np.zeros((400, 600), np.float32)
+    mask[150:300, 50:550] = 1.0  # a wide band: nothing like a body
+    person = prepare(rgb, mask)
+    assert person.fit.iou < POOR_FIT_IOU and any("matches the cut-out poorly" in w for w in person.warnings)

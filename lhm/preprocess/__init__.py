@@ -17,6 +17,9 @@ __all__ = ["BodyFit", "InputError", "LoadedImage", "PersonCrop", "PersonImage", 
            "fit_body", "lhm_inputs", "load_image", "prepare", "segment"]
 
 
+POOR_FIT_IOU = 0.75  # synthetic people fit at 0.83-0.90; a cut-out of grass and tripod fits at 0.69
+
+
 def prepare(image, mask=None, *, body: Body | None = None, remove_background: bool = True,
             segmentation_model: str = "u2net_human_seg", progress=None) -> PersonImage:
     """One photo (path, bytes, PIL image, array or tensor) to the fitted person.
@@ -42,4 +45,9 @@ def prepare(image, mask=None, *, body: Body | None = None, remove_background: bo
     report(0.4, "fitting the body")
     fit = fit_body(crop, body if body is not None else load_body("free"),
                    progress=lambda f, desc: report(0.4 + 0.6 * f, desc))
-    return PersonImage(loaded, seg, crop, fit, warnings=[*loaded.warnings, *seg.warnings])
+    warnings = [*loaded.warnings, *seg.warnings]
+    if fit.iou < POOR_FIT_IOU:
+        warnings.append(f"The body matches the cut-out poorly (overlap {fit.iou:.0%}): the cut-out may hold background "
+                        "or only part of the person, so the avatar will be rough. A full-body photo of one standing "
+                        "person, or a mask, works best.")
+    return PersonImage(loaded, seg, crop, fit, warnings=warnings)
