@@ -26,7 +26,7 @@ import torch
 from lhm.errors import InputError
 from lhm.gaussians import Gaussians
 from lhm.io import load_ply, save_ply, save_video
-from lhm.pipeline import ENGINES, Pipeline, save_outputs, timed_motion
+from lhm.pipeline import ENGINES, Pipeline, check_camera, save_outputs, timed_motion
 
 log = logging.getLogger("lhm.app")
 
@@ -193,6 +193,8 @@ def _run(photo, engine, remove_background, motion_name, motion_file, size, fps, 
             background = parse_colour(background)
             # the motion is read before the photo so that a bad motion file fails in a second, not after the avatar
             motion = timed_motion(motion_file or motion_name or "wave", fps, seconds) if animate else None
+            if motion is not None:
+                check_camera(motion, camera)
         engine = engine or "fit"
         progress(0.0, "loading the engine")
         with user_errors(f"loading the {engine} engine"):

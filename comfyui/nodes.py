@@ -32,7 +32,7 @@ PRECISIONS = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16
 CAMERAS = ("auto", "front", "orbit", "motion")
 POSES = ("tpose", "canonical", "motion frame")
 MAX_SIZE = 4096
-MAX_SECONDS = 600.0
+MAX_SECONDS = MAX_FRAMES / 30  # the package renders at most MAX_FRAMES frames: 100 s at the presets' 30 fps
 
 
 def register_model_folder() -> None:

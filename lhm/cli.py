@@ -1,6 +1,6 @@
 """Command line: ``lhm avatar PHOTO`` (photo to animated avatar) and ``lhm motions``.
 
-Exit codes: 0 success, 2 bad input (with a message saying what to do), 1 internal error.
+Exit codes: 0 success, 2 bad input (with a message saying what to do), 1 internal error, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -40,8 +40,20 @@ def _run_with_bar(desc: str, fn, *args, **kwargs):
 
 
 def _avatar(args) -> int:
-    from .pipeline import Pipeline, save_outputs
+    from .pipeline import (
+        Pipeline,
+        check_camera,
+        check_out_dir,
+        check_size,
+        save_outputs,
+        timed_motion,
+    )
 
+    # options are checked before the engine loads and the photo is reconstructed, so that a typo
+    # costs a second rather than the whole reconstruction
+    check_size(args.size)
+    check_camera(timed_motion(args.motion, args.fps, args.duration), args.camera)
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     pipe = Pipeline.from_pretrained(args.engine)
     t_load = time.perf_counter() - t0
@@ -54,7 +66,11 @@ def _avatar(args) -> int:
                          fps=args.fps, duration=args.duration)
     t_anim = time.perf_counter() - t1
     t2 = time.perf_counter()
-    paths = save_outputs(args.out, avatar, clip)
+    try:
+        paths = save_outputs(args.out, avatar, clip)
+    except OSError as e:  # disk full, permissions changed mid-run: the user's to fix, not a bug
+        raise InputError(f"Cannot write the outputs to {args.out} ({e}) — check that folder (free space, "
+                         "permissions), or choose another --out folder.") from e
     t_save = time.perf_counter() - t2
     timings = avatar.info["timings"]
     print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out} | load {t_load:.1f} s, "
@@ -104,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: a short message, the traceback on request
         if args.verbose:
             traceback.print_exc()

@@ -9,7 +9,11 @@ Engines make the Avatar; everything after it (posing, rendering, export) is shar
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +21,10 @@ from pathlib import Path
 import torch
 
 from .avatar import Avatar
+from .errors import InputError
 from .models.configs import OFFICIAL_NAMES
-from .motion import Motion, load_motion, motion_camera
+from .motion import MAX_FRAMES, Motion, load_motion, motion_camera
+from .motion.cameras import MODES as CAMERA_MODES
 from .preprocess import PersonImage, prepare
 from .render import render
 from .render.camera import Camera
@@ -26,6 +32,8 @@ from .render.cameras import turntable
 
 ENGINES = ("fit", *OFFICIAL_NAMES)
 RENDER_CHUNK = 16  # frames posed at once: bounds memory on long motions
+SIZE_RANGE = (16, 4096)  # pixels a side: below, nothing is recognisable; above, one frame alone is ~100 MB
+MAX_FPS = 240.0  # beyond this resampling only multiplies frames (and memory) without smoother motion
 
 
 @dataclass
@@ -68,6 +76,12 @@ class Pipeline:
             from .engines.fit import FitEngine
 
             return cls(FitEngine(device=device, **kwargs), "fit")
+        name = str(name_or_path)
+        # a bare word is neither a hub id (owner/name) nor a folder: the loader would send the user
+        # looking for a '3DAIGC/<typo>' repository that does not exist
+        if name not in OFFICIAL_NAMES and "/" not in name and os.sep not in name and not Path(name).exists():
+            raise InputError(f"Unknown engine '{name}': use one of {', '.join(ENGINES)}, a hub id (owner/name) "
+                             "or the folder of a checkpoint.")
         from .engines.lhm_engine import LHMEngine
 
         return cls(LHMEngine.from_pretrained(name_or_path, device=device, **kwargs), str(name_or_path))
@@ -112,8 +126,9 @@ class Pipeline:
         ``background``: grey level or RGB in [0,1]. Frames are posed in chunks so memory stays flat.
         """
         progress = progress or _silent
+        width, height = check_size(size)
         motion = timed_motion(motion, fps, duration, body=avatar)
-        width, height = (size, size) if isinstance(size, int) else size
+        check_camera(motion, camera)
         cams = camera if isinstance(camera, Camera) else motion_camera(motion, avatar, mode=camera, width=width,
                                                                         height=height)
         avatar = avatar.to(self.device)
@@ -132,16 +147,57 @@ class Pipeline:
         return Animation(torch.stack(rgb), torch.stack(alpha), motion.fps, cams.to("cpu"))
 
 
+def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``size`` (pixels, square, or (width, height)) as (width, height); InputError outside ``SIZE_RANGE``."""
+    width, height = (size, size) if isinstance(size, numbers.Real) else size  # numpy ints too
+    low, high = SIZE_RANGE
+    if not all(float(v).is_integer() and low <= v <= high for v in (width, height)):
+        raise InputError(f"Video size {width}x{height} px is not possible: use whole numbers from {low} to {high} "
+                         "pixels a side (512 is the default).")
+    return int(width), int(height)
+
+
+def check_camera(motion: Motion, camera: str | Camera) -> None:
+    """Raise InputError when ``camera`` (a mode or a Camera batch) cannot film ``motion``."""
+    if isinstance(camera, Camera):
+        if tuple(camera.batch_shape) != (len(motion),):
+            raise InputError(f"The camera batch has shape {tuple(camera.batch_shape)} but the motion has "
+                             f"{len(motion)} frames: pass one camera per frame (batch [{len(motion)}]) or a mode "
+                             f"({', '.join(CAMERA_MODES)}).")
+    elif camera not in CAMERA_MODES:
+        raise InputError(f"Unknown camera '{camera}': use one of {', '.join(CAMERA_MODES)}.")
+    elif camera == "motion" and motion.camera is None:
+        raise InputError(f"Camera 'motion' needs a motion that brings its own camera (an LHM smplx_params motion); "
+                         f"'{motion.name or 'this motion'}' has none — use camera 'auto', 'front' or 'orbit'.")
+
+
 def timed_motion(motion: Motion | str | os.PathLike, fps: float | None = None, duration: float | None = None,
                  body=None) -> Motion:
     """Load ``motion`` if needed (a preset fitted to ``body``, a Body or Avatar), resample it to ``fps``
-    and trim or loop it to ``duration`` seconds."""
+    and trim or loop it to ``duration`` seconds.
+
+    Raises InputError for an fps outside (0, ``MAX_FPS``], a duration that is not positive, or a
+    result longer than ``MAX_FRAMES`` frames (every frame is held in memory once rendered).
+    """
+    if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InputError(f"Frame rate {fps:g} fps is not possible: use a number above 0 and up to {MAX_FPS:g} "
+                         "(or none to keep the motion's own).")
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise InputError(f"Duration {duration:g} s is not possible: use a number of seconds above 0 "
+                         "(or none to keep the motion's length).")
     if not isinstance(motion, Motion):
         motion = load_motion(motion, body=body)
+    rate = fps if fps is not None else motion.fps
+    frames = round(duration * rate) if duration is not None else round(len(motion) * rate / motion.fps)
+    if frames > MAX_FRAMES:
+        raise InputError(f"That is {frames} frames ({frames / rate:.1f} s at {rate:g} fps), more than the "
+                         f"{MAX_FRAMES} that can be rendered: shorten the duration or lower the frame rate.")
+    if frames < 1:
+        raise InputError(f"{duration:g} s at {rate:g} fps is less than one frame: use a longer duration.")
     if fps is not None and fps != motion.fps:
         motion = motion.resample(fps)
     if duration is not None:
-        frames = max(1, round(duration * motion.fps))
+        frames = round(duration * motion.fps)
         motion = motion.trim(0, frames) if frames <= len(motion) else motion.loop(duration)
     return motion
 
@@ -152,29 +208,59 @@ def save_outputs(out_dir: str | os.PathLike, avatar: Avatar, animation: Animatio
 
     tpose.ply and canonical.ply (3DGS), avatar.splat, turntable.webp, and when given animation.mp4;
     input.png (the processed crop with its mask as alpha) when the avatar came from a photo.
+    The files appear together once all are written (replacing those of an earlier run); on an error
+    the folder is left as it was. InputError when ``out_dir`` cannot be written (see ``check_out_dir``).
     """
     import numpy as np
     from PIL import Image
 
     from .io import save_preview, save_video
 
-    out = Path(out_dir)
+    out = check_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"tpose_ply": out / "tpose.ply", "canonical_ply": out / "canonical.ply", "splat": out / "avatar.splat",
-             "turntable": out / "turntable.webp"}
-    avatar.save_ply(paths["tpose_ply"])
-    avatar.save_ply(paths["canonical_ply"], pose="canonical")
-    avatar.save_splat(paths["splat"])
-    save_preview(paths["turntable"], turntable_frames(avatar, turntable_views, turntable_size), fps=12,
-                 max_size=turntable_size)
-    if animation is not None:
-        paths["video"] = save_video(out / "animation.mp4", animation.rgb, fps=animation.fps)
-    person = avatar.info.get("person")
-    if person is not None:
-        rgba = np.concatenate([person.crop.rgb, person.crop.mask[..., None]], axis=-1)
-        paths["input"] = out / "input.png"
-        Image.fromarray((rgba.clip(0, 1) * 255).round().astype(np.uint8)).save(paths["input"])
-    return paths
+    # everything is written to a hidden folder first and moved in at the end, so an error or Ctrl-C
+    # leaves neither half-written files nor a mix of this run's and a previous run's outputs
+    stage = Path(tempfile.mkdtemp(prefix=".lhm-partial-", dir=out))
+    try:
+        staged = {"tpose_ply": stage / "tpose.ply", "canonical_ply": stage / "canonical.ply",
+                  "splat": stage / "avatar.splat", "turntable": stage / "turntable.webp"}
+        avatar.save_ply(staged["tpose_ply"])
+        avatar.save_ply(staged["canonical_ply"], pose="canonical")
+        avatar.save_splat(staged["splat"])
+        save_preview(staged["turntable"], turntable_frames(avatar, turntable_views, turntable_size), fps=12,
+                     max_size=turntable_size)
+        if animation is not None:
+            staged["video"] = save_video(stage / "animation.mp4", animation.rgb, fps=animation.fps)
+        person = avatar.info.get("person")
+        if person is not None:
+            rgba = np.concatenate([person.crop.rgb, person.crop.mask[..., None]], axis=-1)
+            staged["input"] = stage / "input.png"
+            Image.fromarray((rgba.clip(0, 1) * 255).round().astype(np.uint8)).save(staged["input"])
+        paths = {}
+        for kind, path in staged.items():
+            paths[kind] = out / path.name
+            os.replace(path, paths[kind])
+        return paths
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path; InputError when it, or the folder it would be made in, is a file or not writable.
+
+    Creates nothing, so a front end can check before hours of work and leave no empty folder on failure.
+    """
+    out = Path(out_dir)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"Cannot write the outputs to {out}: {existing} is a file, not a folder — "
+                         "choose another output folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"Cannot write the outputs to {out}: {existing} is not writable — "
+                         "choose another output folder.")
+    return out
 
 
 def turntable_frames(avatar: Avatar, views: int = 36, size: int = 384, background=1.0) -> torch.Tensor:

@@ -136,3 +136,11 @@ def test_reconstruct_endpoint(client):
                                                         api_name="/reconstruct")
     assert Path(processed).is_file() and Path(turntable).is_file()
     assert sorted(Path(p).name for p in downloads) == ["avatar.splat", "canonical.ply", "tpose.ply"]
+
+
+def test_impossible_camera_fails_before_the_avatar(monkeypatch):
+    monkeypatch.setattr(app, "_work", lambda *args: pytest.fail("the avatar was made before the options were checked"))
+    run = app._run(str(person_photo()), "fit", True, "wave", None, SIZE, FPS, SECONDS, "#ffffff", "motion",
+                   lambda *args, **kwargs: None, animate=True)
+    with pytest.raises(app.gr.Error, match="own camera"):  # was "The video could not be made: Something went wrong"
+        next(run)

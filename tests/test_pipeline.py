@@ -101,6 +101,78 @@ def test_cli_exit_codes_and_messages(tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
     assert main(["avatar", str(tmp_path / "missing.jpg"), "--out", str(tmp_path)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
-    assert main(["avatar", str(EXAMPLE), "--motion", "nope", "--engine", "LHM-MINI", "--out", str(tmp_path)]) == 2
+    assert main(["avatar", str(EXAMPLE), "--engine", "LHM-MINI", "--out", str(tmp_path)]) == 2
     assert "LHM-MINI" in capsys.readouterr().err  # weights missing offline: where to get them
     assert main(["motions"]) == 0 and "wave" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"size": 7}, "16 to 4096"), ({"size": 5000}, "16 to 4096"), ({"fps": 0}, "above 0"),
+    ({"fps": 1000}, "up to 240"), ({"duration": 0}, "above 0"), ({"duration": 1000}, "3000"),
+    ({"camera": "motion"}, "own camera"), ({"camera": "sideways"}, "Unknown camera")])
+def test_impossible_animation_options_are_input_errors(pipe, avatar, options, words):
+    # were: a silent 7x7 video, an unbounded render, a one-frame video, ValueError as an internal error
+    with pytest.raises(lhm.InputError, match=words):
+        pipe.animate(avatar, "wave", **{"duration": 0.2, **options})
+
+
+def test_a_camera_batch_of_the_wrong_length_is_an_input_error(pipe, avatar):
+    cams = pipe.animate(avatar, "wave", size=32, duration=0.2).camera  # 6 frames
+    with pytest.raises(lhm.InputError, match="one camera per frame"):
+        pipe.animate(avatar, "wave", size=32, duration=0.5, camera=cams)  # 15 frames, was an IndexError
+
+
+def test_save_outputs_leaves_the_folder_as_it_was_on_error(tmp_path, pipe, avatar, monkeypatch):
+    import lhm.io
+
+    (tmp_path / "tpose.ply").write_text("last run's")
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while the turntable is written
+
+    monkeypatch.setattr(lhm.io, "save_preview", broken)
+    with pytest.raises(KeyboardInterrupt):
+        lhm.save_outputs(tmp_path, avatar, turntable_views=2, turntable_size=32)
+    assert [p.name for p in tmp_path.iterdir()] == ["tpose.ply"] and (tmp_path / "tpose.ply").read_text() == "last run's"
+
+
+def test_unknown_engine_name_says_what_to_use():
+    with pytest.raises(lhm.InputError, match="Unknown engine 'nonsense'.*LHM-500M"):
+        lhm.Pipeline.from_pretrained("nonsense")
+
+
+def test_cli_checks_options_before_the_work(tmp_path, capsys, monkeypatch):
+    import lhm.pipeline
+
+    def never(cls, *args, **kwargs):
+        raise AssertionError("the engine loaded before the options were checked")
+
+    monkeypatch.setattr(lhm.pipeline.Pipeline, "from_pretrained", classmethod(never))
+    afile = tmp_path / "file"
+    afile.write_text("")
+    for options, words in ((["--size", "7"], "16 to 4096"), (["--fps", "0"], "above 0"),
+                           (["--duration", "0"], "above 0"), (["--motion", "wavee"], "wavee"),
+                           (["--camera", "motion"], "own camera"), (["--out", str(afile / "sub")], "is a file")):
+        code = main(["avatar", str(EXAMPLE), "--out", str(tmp_path / "out"), *options])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (options, err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_interrupt_exits_130_without_a_traceback(capsys, monkeypatch):
+    import lhm.pipeline
+
+    def interrupted(cls, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lhm.pipeline.Pipeline, "from_pretrained", classmethod(interrupted))
+    assert main(["avatar", str(EXAMPLE)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+def test_a_renamed_npy_motion_is_a_motion_error(tmp_path):
+    fake = tmp_path / "motion.npz"
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(fake)
+    with pytest.raises(lhm.MotionError, match="not a zip archive"):  # was a TypeError: an internal error
+        timed_motion(fake)

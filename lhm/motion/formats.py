@@ -287,6 +287,10 @@ def _build(source: str, fields: dict, **kwargs) -> Motion:
 
 
 def _load_npz(path: Path) -> Motion:
+    # np.load reads a renamed .npy as a bare array and blames anything else on pickles; an .npz is a zip
+    if not zipfile.is_zipfile(path):
+        raise MotionError(f"'{path.name}' is not a readable .npz (it is not a zip archive of arrays); "
+                          "use a motion saved by lhm (save_motion) or an AMASS .npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
