@@ -40,6 +40,7 @@ from ..geometry import (
 )
 from ..render import render
 from ..render.camera import Camera
+from ..threads import limited_threads
 
 if TYPE_CHECKING:
     from ..preprocess.types import PersonImage
@@ -132,14 +133,9 @@ class FitEngine:
         """Like :meth:`reconstruct_person`, also returning offsets, visibility and input-view scores."""
         if self.device.type != "cpu":
             return self._fit(person, progress)
-        # the per-step tensor ops are small (one value per Gaussian): extra torch threads only
-        # fight the renderer's numba threads for the cores
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        # the renderer keeps its numba threads: its kernels are the large work here
+        with limited_threads(torch_threads=1):
             return self._fit(person, progress)
-        finally:
-            torch.set_num_threads(threads)
 
     def _fit(self, person: PersonImage, progress: Progress | None) -> FitResult:
         t_start = time.perf_counter()

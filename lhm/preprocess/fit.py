@@ -22,12 +22,10 @@ Coarse to fine: 60x36 then 120x72 then 200x120 silhouettes.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import cv2
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,6 +36,7 @@ from ..geometry import axis_angle_to_matrix, batch_rigid_transform
 from ..motion.limits import limit_table
 from ..render import render
 from ..render.camera import Camera
+from ..threads import limited_threads
 from .types import BodyFit, PersonCrop
 
 J = skeleton.JOINT_INDEX
@@ -218,20 +217,6 @@ def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, came
     return centre - (lo + hi) / 2
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch and numba on one thread, then restore: the fit's tensors are small, and on a loaded
-    2-core machine two threads made a fit 3-6x slower (synchronisation, not work)."""
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(torch_threads)
-        numba.set_num_threads(numba_threads)
-
-
 def silhouette_iou(rendered: np.ndarray, mask: np.ndarray) -> float:
     """IoU of two silhouettes thresholded at 0.5."""
     a, b = rendered >= 0.5, mask >= 0.5
@@ -250,7 +235,7 @@ def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
     once per stage and at the end. Runs single-threaded (see ``_one_thread``), so results do not
     depend on the thread settings.
     """
-    with _one_thread():
+    with limited_threads(torch_threads=1, numba_threads=1):
         return _fit(crop, body, DEFAULT_STEPS if steps is None else steps, progress)
 
 
