@@ -43,6 +43,7 @@ def _avatar(args) -> int:
     from .pipeline import (
         Pipeline,
         check_camera,
+        check_frames_memory,
         check_out_dir,
         check_size,
         save_outputs,
@@ -51,8 +52,10 @@ def _avatar(args) -> int:
 
     # options are checked before the engine loads and the photo is reconstructed, so that a typo
     # costs a second rather than the whole reconstruction
-    check_size(args.size)
-    check_camera(timed_motion(args.motion, args.fps, args.duration), args.camera)
+    width, height = check_size(args.size)
+    motion = timed_motion(args.motion, args.fps, args.duration)
+    check_camera(motion, args.camera)
+    check_frames_memory(len(motion), width, height)
     check_out_dir(args.out)
     t0 = time.perf_counter()
     pipe = Pipeline.from_pretrained(args.engine)

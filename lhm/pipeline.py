@@ -34,6 +34,8 @@ ENGINES = ("fit", *OFFICIAL_NAMES)
 RENDER_CHUNK = 16  # frames posed at once: bounds memory on long motions
 SIZE_RANGE = (16, 4096)  # pixels a side: below, nothing is recognisable; above, one frame alone is ~100 MB
 MAX_FPS = 240.0  # beyond this resampling only multiplies frames (and memory) without smoother motion
+BYTES_PER_PIXEL = 3 + 4  # an Animation keeps rgb uint8 and alpha float32 for every frame
+MAX_FRAMES_BYTES = 8 * 2**30  # a 10 s, 30 fps, 1024 px video takes 2.1 GB; the cap keeps a bad request from swapping
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Pipeline:
         width, height = check_size(size)
         motion = timed_motion(motion, fps, duration, body=avatar)
         check_camera(motion, camera)
+        check_frames_memory(len(motion), width, height)
         cams = camera if isinstance(camera, Camera) else motion_camera(motion, avatar, mode=camera, width=width,
                                                                         height=height)
         avatar = avatar.to(self.device)
@@ -155,6 +158,14 @@ def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
         raise InputError(f"Video size {width}x{height} px is not possible: use whole numbers from {low} to {high} "
                          "pixels a side (512 is the default).")
     return int(width), int(height)
+
+
+def check_frames_memory(frames: int, width: int, height: int) -> None:
+    """InputError when the rendered frames (rgb uint8 + alpha float32, all kept) would exceed ``MAX_FRAMES_BYTES``."""
+    need = frames * width * height * BYTES_PER_PIXEL
+    if need > MAX_FRAMES_BYTES:
+        raise InputError(f"{frames} frames of {width}x{height} px would need {need / 2**30:.1f} GB of memory (at most "
+                         f"{MAX_FRAMES_BYTES / 2**30:.0f} GB): make the video shorter, smaller or at a lower frame rate.")
 
 
 def check_camera(motion: Motion, camera: str | Camera) -> None:

@@ -176,3 +176,12 @@ def test_a_renamed_npy_motion_is_a_motion_error(tmp_path):
     (tmp_path / "array.npy").rename(fake)
     with pytest.raises(lhm.MotionError, match="not a zip archive"):  # was a TypeError: an internal error
         timed_motion(fake)
+
+
+def test_videos_beyond_the_memory_bound_are_refused_before_rendering(pipe, avatar):
+    from lhm.pipeline import MAX_FRAMES_BYTES, check_frames_memory
+
+    check_frames_memory(300, 1024, 1024)  # 10 s at 30 fps, 1024 px: fine
+    with pytest.raises(lhm.InputError, match="GB of memory"):
+        pipe.animate(avatar, "wave", size=4096, fps=60, duration=20)
+    assert MAX_FRAMES_BYTES < 1200 * 4096 * 4096 * 7
