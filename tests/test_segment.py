@@ -131,6 +131,20 @@ def test_grabcut_finds_the_synthetic_person(offline_home):
     assert iou(grabcut(rgb), sil) > 0.8
 
 
+def test_grabcut_finds_two_people_side_by_side_and_keeps_the_largest(offline_home):
+    # The centre column between them is background: GrabCut must not be seeded there alone.
+    height, width = 480, 640
+    big = person_silhouette(height, width, cx=0.3)
+    small = person_silhouette(height, width, cx=0.72, top=0.15, tall=0.75)
+    rgb = textured_background(height, width)
+    rgb[big | small] = PERSON
+    found = grabcut(rgb) >= 0.5
+    assert (found & big).sum() > 0.8 * big.sum() and (found & small).sum() > 0.8 * small.sum()
+    seg = segment(LoadedImage(rgb), method="grabcut")
+    assert iou(seg.mask, big) > 0.85
+    assert seg.warnings == ["Found 2 people in the photo; using the largest."]
+
+
 def test_auto_without_model_falls_back_to_grabcut_with_warning(offline_home):
     rgb, sil = person_image()
     seg = segment(LoadedImage(rgb))

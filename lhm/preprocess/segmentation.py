@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,9 @@ OTHER_PERSON_AREA = 0.25  # of the largest component: at least this much is anot
 SMALL_PERSON_HEIGHT = 0.25  # of the image height
 CUTOUT_FRACTION = 0.05  # transparent share of the image that makes its alpha a cut-out rather than a rounded corner
 GRABCUT_SIDE = 320  # long side GrabCut works at: well under a second, the mask is upsampled smoothly
+RECT_SIDE = 200  # long side of GrabCut's rectangle seeding, which labels more pixels as unsure and so runs slower
+BAND_INSIDE = 0.9  # share of the centre band's person inside the rectangle's for the two to agree
+BAND_SHARE = 0.4  # the band's person covers at least this share of the rectangle's when they agree (not just a head)
 
 _SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
 _DOWNLOAD_FAILED: set[str] = set()  # models whose download failed: not retried by every request of a server
@@ -143,27 +147,54 @@ def _rembg(rgb: np.ndarray, model: str) -> np.ndarray:
 
 
 def grabcut(rgb: np.ndarray) -> np.ndarray:
-    """A person mask from colour alone (OpenCV GrabCut), assuming the person stands in the middle of the photo.
+    """A person mask from colour alone (OpenCV GrabCut), assuming the person is the main subject of the photo.
 
-    Seeds: a centre column band is probably the person, the top, left and right borders are background; the
-    bottom border stays open because photos often cut the person at the legs. Returns float32 [H,W] in [0,1].
+    Two seedings run side by side; both take the top, left and right borders as background and leave the bottom
+    open, because photos often cut the person at the legs. The centre band seeding (a centre column is probably
+    the person) hugs a standing person tightly; the rectangle seeding (everything inside the borders is probably
+    the person) also finds people off centre, two people side by side, and upper-body portraits whose clothes
+    differ from the face. The band's result is kept when it is a large part of the rectangle's, else the
+    rectangle's. Returns float32 [H,W] in [0,1].
     """
     height, width = rgb.shape[:2]
-    scale = min(1.0, GRABCUT_SIDE / max(height, width))
-    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-    small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    if float(small.std()) < 2.0:  # a flat image: GrabCut would keep its seed band as a "person"
+    # OpenCV releases the GIL, so the two seedings run in parallel; the rectangle one, slower per pixel, works
+    # smaller to finish with the band one.
+    with ThreadPoolExecutor(2) as pool:
+        band, rect = pool.map(lambda args: _grabcut_pass(rgb, *args), ((GRABCUT_SIDE, True), (RECT_SIDE, False)))
+    if band is None:  # a flat image: GrabCut would keep its seed band as a "person"
         return np.zeros((height, width), np.float32)
-    seeds = _grabcut_seeds(small_h, small_w)
-    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
-    person = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    if rect is None:  # flat only at the rectangle's smaller size: fine texture averaged away, the band decides
+        rect = band
+    rect = cv2.resize(rect.astype(np.uint8), band.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+    # The rectangle seeding swallows low-contrast background enclosed by arms and legs; the band seeding misses
+    # people off centre and keeps only the head of a portrait. When the band's person lies within the rectangle's
+    # and is a large part of it, both saw the same person and the band's is the tighter outline.
+    inside = (band & rect).sum()
+    agree = inside >= BAND_INSIDE * band.sum() and inside >= BAND_SHARE * rect.sum()
+    person = (band if agree else rect).astype(np.float32)
     return cv2.resize(person, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _grabcut_seeds(height: int, width: int) -> np.ndarray:
-    seeds = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
-    seeds[int(0.1 * height):, int(0.4 * width):int(0.6 * width)] = cv2.GC_PR_FGD
+def _grabcut_pass(rgb: np.ndarray, side: int, band: bool) -> np.ndarray | None:
+    """GrabCut at long side ``side`` from the band or rectangle seeds: bool person mask, or None on a flat image."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    if float(small.std()) < 2.0:
+        return None
+    seeds = _grabcut_seeds(small_h, small_w, band)
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's (per-thread) RNG: same photo, same mask
+    cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
+    return np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
+
+
+def _grabcut_seeds(height: int, width: int, band: bool) -> np.ndarray:
+    """Borders (not the bottom) as background; inside, a centre column band or everything as probable person."""
+    seeds = np.full((height, width), cv2.GC_PR_BGD if band else cv2.GC_PR_FGD, np.uint8)
+    if band:
+        seeds[int(0.1 * height):, int(0.4 * width):int(0.6 * width)] = cv2.GC_PR_FGD
     border = max(2, round(0.02 * min(height, width)))
     seeds[:border] = cv2.GC_BGD
     seeds[:, :border] = cv2.GC_BGD
