@@ -18,6 +18,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import lhm  # noqa: I001 - first: it sets OpenMP's wait policy, which must happen before torch loads
 import gradio as gr
@@ -100,10 +101,20 @@ def parse_colour(value: str | None) -> tuple[float, float, float]:
     raise InputError(f"Background colour '{value}' is not a colour; pick one or write it as #rrggbb.")
 
 
+class MotionRequest(NamedTuple):
+    """What to animate, as plain data (ZeroGPU pickles ``_work``'s arguments): the motion is loaded again for the
+    avatar's own body there, so a preset's footwork fits it; ``frames`` is the checked length."""
+
+    source: str
+    fps: float
+    seconds: float
+    frames: int
+
+
 def gpu_seconds(engine, photo, remove_background, motion, size, background, camera, out_dir, progress=None) -> int:
     """ZeroGPU time to reserve for one ``_work`` call: the engine's reconstruction plus the frames to render."""
     base = {"fit": 30, "LHM-MINI": 30, "LHM-500M": 40, "LHM-500M-HF": 40}.get(engine, 60)
-    frames = 0 if motion is None else len(motion)
+    frames = 0 if motion is None else motion.frames
     return int(min(120, base + 10 + frames * 0.03 * (size / 512) ** 2))
 
 
@@ -135,7 +146,8 @@ def user_errors(stage: str):
 
 
 @spaces.GPU(duration=gpu_seconds)
-def _work(engine: str, photo: str, remove_background: bool, motion, size: int, background, camera: str,
+def _work(engine: str, photo: str, remove_background: bool, motion: MotionRequest | None, size: int, background,
+          camera: str,
           out_dir: Path, progress=None):
     """Reconstruct, save the 3D files and yield them, then render and yield the video.
 
@@ -165,7 +177,8 @@ def _work(engine: str, photo: str, remove_background: bool, motion, size: int, b
         return
     try:
         with user_errors("rendering the video"):
-            clip = pipe.animate(avatar, motion, size=size, camera=camera, background=background,
+            clip = pipe.animate(avatar, motion.source, fps=motion.fps, duration=motion.seconds, size=size, camera=camera,
+                                background=background,
                                 progress=lambda f, d: progress(0.6 + 0.37 * f, d))
             progress(0.97, "encoding the video")
             video = str(save_video(out_dir / "animation.mp4", clip.rgb, fps=clip.fps))
@@ -185,16 +198,17 @@ def _run(photo, engine, remove_background, motion_name, motion_file, size, fps, 
     try:
         with user_errors("reading the options"):
             camera = camera or "auto"
-            if camera not in CAMERAS:
-                raise InputError(f"Camera '{camera}' is not one of {', '.join(CAMERAS)}.")
             size = int(min(max(int(size), SIZES[0]), SIZES[1]))
             fps = float(min(max(float(fps), FPS_RANGE[0]), FPS_RANGE[1]))
             seconds = float(min(max(float(seconds), 0.1), MAX_SECONDS))
             background = parse_colour(background)
             # the motion is read before the photo so that a bad motion file fails in a second, not after the avatar
-            motion = timed_motion(motion_file or motion_name or "wave", fps, seconds) if animate else None
-            if motion is not None:
-                check_camera(motion, camera)
+            motion = None
+            if animate:
+                source = motion_file or motion_name or "wave"
+                checked = timed_motion(source, fps, seconds)
+                check_camera(checked, camera)
+                motion = MotionRequest(str(source), fps, seconds, len(checked))
         engine = engine or "fit"
         progress(0.0, "loading the engine")
         with user_errors(f"loading the {engine} engine"):
