@@ -194,7 +194,7 @@ def _load_pipeline(engine: str, device: str, precision: str) -> Pipeline:
         with _models_env(root):
             return Pipeline.from_pretrained(ENGINES[engine], device=None if device == "auto" else device, **kwargs)
     except FileNotFoundError as e:  # the loader's own message says what is missing and where it comes from
-        raise FileNotFoundError(
+        raise type(e)(
             f"{e}\nIn ComfyUI, put the checkpoint folder (config.json + model.safetensors) and the LHM prior "
             f"files (the contents of pretrained_models/) in one of ComfyUI's 'lhm' model folders: "
             f"{root.replace(os.pathsep, ', ')} (more can be added under 'lhm' in extra_model_paths.yaml).") from e

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .avatar import Avatar
+from .gaussians import Gaussians
 from .errors import InputError
 from .models.configs import OFFICIAL_NAMES
 from .motion import MAX_FRAMES, Motion, load_motion, motion_camera
@@ -225,7 +226,7 @@ def save_outputs(out_dir: str | os.PathLike, avatar: Avatar, animation: Animatio
     import numpy as np
     from PIL import Image
 
-    from .io import save_preview, save_video
+    from .io import save_ply, save_preview, save_splat, save_video
 
     out = check_out_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,10 +236,11 @@ def save_outputs(out_dir: str | os.PathLike, avatar: Avatar, animation: Animatio
     try:
         staged = {"tpose_ply": stage / "tpose.ply", "canonical_ply": stage / "canonical.ply",
                   "splat": stage / "avatar.splat", "turntable": stage / "turntable.webp"}
-        avatar.save_ply(staged["tpose_ply"])
-        avatar.save_ply(staged["canonical_ply"], pose="canonical")
-        avatar.save_splat(staged["splat"])
-        save_preview(staged["turntable"], turntable_frames(avatar, turntable_views, turntable_size), fps=12,
+        tpose = avatar.tpose().detach()  # posed once for the three files that show it
+        save_ply(staged["tpose_ply"], tpose)
+        save_ply(staged["canonical_ply"], avatar.gaussians.detach())
+        save_splat(staged["splat"], tpose)
+        save_preview(staged["turntable"], turntable_frames(tpose, turntable_views, turntable_size), fps=12,
                      max_size=turntable_size)
         if animation is not None:
             staged["video"] = save_video(stage / "animation.mp4", animation.rgb, fps=animation.fps)
@@ -274,9 +276,8 @@ def check_out_dir(out_dir: str | os.PathLike) -> Path:
     return out
 
 
-def turntable_frames(avatar: Avatar, views: int = 36, size: int = 384, background=1.0) -> torch.Tensor:
-    """The T-posed avatar seen from ``views`` directions around it: rgb [views,size,size,3] in [0,1]."""
-    gaussians = avatar.tpose().detach()
+def turntable_frames(gaussians: Gaussians, views: int = 36, size: int = 384, background=1.0) -> torch.Tensor:
+    """Gaussians (e.g. ``avatar.tpose()``) seen from ``views`` directions around them: rgb [views,size,size,3] in [0,1]."""
     cams = turntable(gaussians.means, views, size, size, elevation_deg=10.0)
     with torch.no_grad():
         return torch.stack([render(gaussians, cams[i].to(gaussians.means.device), background=background).rgb.cpu()

@@ -13,8 +13,9 @@ def limited_threads(torch_threads: int = 1, numba_threads: int | None = None) ->
     """Run the body with ``torch_threads`` torch threads (and ``numba_threads`` numba threads if given), then restore.
 
     The fitting loops run many small ops (one value per Gaussian or splat): on 2 cores extra threads
-    cost synchronisation, not work (benchmarks/RESULTS.md, "Body fitting"). The settings are
-    process-wide, as torch's and numba's are.
+    cost synchronisation, not work (benchmarks/RESULTS.md, "Body fitting"). Both settings belong to
+    the calling thread (OpenMP's and numba's thread counts are per thread), so concurrent requests of
+    a server each limit and restore their own.
     """
     saved = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(torch_threads)

@@ -38,6 +38,7 @@ from ..geometry import (
     quaternion_multiply,
     quaternion_to_matrix,
 )
+from ..preprocess.fit import silhouette_iou
 from ..render import render
 from ..render.camera import Camera
 from ..threads import limited_threads
@@ -494,8 +495,8 @@ def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor,
 
 def _scores(rgb: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
     """Silhouette IoU and PSNR (dB) inside the mask of a render against the photo."""
-    sil, m = alpha > 0.5, mask > 0.5
-    iou = float((sil & m).sum()) / max(1, int((sil | m).sum()))
+    iou = silhouette_iou(alpha.numpy(), mask.numpy())
+    m = mask > 0.5
     mse = float(((rgb - photo) ** 2)[m].mean()) if m.any() else 0.0
     psnr = 10 * math.log10(1.0 / max(mse, 1e-10))
     return iou, psnr

@@ -49,7 +49,7 @@ def _prior_files(config: LHMConfig, smplx_dir, sapiens_path, dense_points):
     points_file = dense_points or find_prior_file(
         f"dense_sample_points/1_{n}.ply", f"the {n} dense query points of {config.name}",
         hint=f"1_20000.ply (LHM-MINI) is also at {DENSE_POINTS_URL}")
-    return (config.shape_param_dim, n), sapiens_file, body, load_dense_points(points_file, n, body)
+    return sapiens_file, body, load_dense_points(points_file, n, body)
 
 
 def default_device() -> torch.device:
@@ -101,12 +101,14 @@ class LHMEngine:
         device = torch.device(device) if device is not None else default_device()
         known = canonical_name(name_or_path)
         # an official name says what the prior files must be: check them before a checkpoint download of GBs
-        located = _prior_files(get_config(known), smplx_dir, sapiens_path, dense_points) if known else None
+        expected = get_config(known) if known else None
+        located = _prior_files(expected, smplx_dir, sapiens_path, dense_points) if expected else None
         folder = resolve_checkpoint(name_or_path)
         config = load_config(folder, name=str(name_or_path))
-        if located is None or located[0] != (config.shape_param_dim, config.dense_sample_pts):
+        if located is None or ((expected.shape_param_dim, expected.dense_sample_pts)
+                               != (config.shape_param_dim, config.dense_sample_pts)):
             located = _prior_files(config, smplx_dir, sapiens_path, dense_points)
-        _, sapiens_file, body, samples = located
+        sapiens_file, body, samples = located
         network = build_model(config, "meta")
         report = load_weights(network, folder / WEIGHTS_FILE, device=device, dtype=dtype,
                               skip=LHMNetwork.is_unused_key, strict=strict)

@@ -232,7 +232,7 @@ def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
     betas [B], transl [3], the head box in crop pixels (the posed head projected, made square) and
     the silhouette IoU of the final fit at the crop resolution (alpha and mask thresholded at 0.5).
     ``steps`` is the total number of Adam steps (default 80); ``progress(fraction, desc)`` is called
-    once per stage and at the end. Runs single-threaded (see ``_one_thread``), so results do not
+    once per stage and at the end. Runs single-threaded (see ``lhm.threads.limited_threads``), so results do not
     depend on the thread settings.
     """
     with limited_threads(torch_threads=1, numba_threads=1):
