@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import torch
 from lhm.errors import InputError
 from lhm.gaussians import Gaussians
 from lhm.io import load_ply, save_ply, save_video
-from lhm.pipeline import ENGINES, Pipeline, check_camera, save_outputs, timed_motion
+from lhm.pipeline import ENGINES, Pipeline, check_camera, parse_colour, save_outputs, timed_motion
 
 log = logging.getLogger("lhm.app")
 
@@ -84,21 +83,6 @@ def get_pipeline(engine: str) -> Pipeline:
         if engine not in _pipelines:
             _pipelines[engine] = Pipeline.from_pretrained(engine)
         return _pipelines[engine]
-
-
-def parse_colour(value: str | None) -> tuple[float, float, float]:
-    """A colour picker's ``#rrggbb`` / ``#rgb`` / ``rgb(a)(r, g, b, ...)`` string as RGB in [0, 1] (white if empty)."""
-    text = (value or "#ffffff").strip()
-    if text.startswith("#") and len(text) in (4, 7, 9):
-        digits = text[1:] if len(text) != 4 else "".join(c * 2 for c in text[1:])
-        try:
-            return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
-        except ValueError:
-            pass
-    match = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(,.*)?\)", text)
-    if match:
-        return tuple(min(255.0, float(v)) / 255 for v in match.groups()[:3])
-    raise InputError(f"Background colour '{value}' is not a colour; pick one or write it as #rrggbb.")
 
 
 class MotionRequest(NamedTuple):

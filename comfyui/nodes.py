@@ -19,19 +19,19 @@ import lhm
 from lhm.errors import InputError
 from lhm.io.ply import SH_C0
 from lhm.motion import MAX_FRAMES
-from lhm.pipeline import Pipeline, timed_motion
+from lhm.pipeline import ENGINES as PIPELINE_ENGINES
+from lhm.pipeline import MAX_FPS, SIZE_RANGE, Pipeline, parse_colour, timed_motion
 
 log = logging.getLogger(__name__)
 
 CATEGORY = "LHM"
 MODEL_FOLDER = "lhm"  # ComfyUI/models/lhm, also a section name in extra_model_paths.yaml
-ENGINES = {"Fit": "fit", "LHM-MINI": "LHM-MINI", "LHM-500M": "LHM-500M", "LHM-500M-HF": "LHM-500M-HF",
-           "LHM-1B": "LHM-1B", "LHM-1B-HF": "LHM-1B-HF"}
+ENGINES = {("Fit" if name == "fit" else name): name for name in PIPELINE_ENGINES}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CAMERAS = ("auto", "front", "orbit", "motion")
 POSES = ("tpose", "canonical", "motion frame")
-MAX_SIZE = 4096
+MAX_SIZE = SIZE_RANGE[1]
 MAX_SECONDS = MAX_FRAMES / 30  # the package renders at most MAX_FRAMES frames: 100 s at the presets' 30 fps
 
 
@@ -110,19 +110,6 @@ def _clean_path(text: str) -> Path | None:
         if in_input.exists():
             return in_input
     return path
-
-
-def _parse_colour(text: str) -> tuple[float, float, float]:
-    """``#RRGGBB`` (or ``RRGGBB``, ``#RGB``) to RGB in [0,1]."""
-    hex_digits = text.strip().lstrip("#")
-    if len(hex_digits) == 3:
-        hex_digits = "".join(c * 2 for c in hex_digits)
-    try:
-        if len(hex_digits) != 6:
-            raise ValueError
-        return tuple(int(hex_digits[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
-    except ValueError:
-        raise InputError(f"background colour '{text}' is not a hex colour like #FFFFFF (white) or #00FF00") from None
 
 
 def _pose_arg(pose: str, motion, frame: int):
@@ -267,7 +254,7 @@ class LHMMotion:
                     "First frame of the motion to keep (in the motion's own frames).")}),
                 "frame_count": ("INT", {"default": 0, "min": 0, "max": MAX_FRAMES, "tooltip": (
                     "Frames to keep from start_frame; 0 keeps all the rest.")}),
-                "fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 1.0, "tooltip": (
+                "fps": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_FPS, "step": 1.0, "tooltip": (
                     "Frame rate to resample to; 0 keeps the motion's own (presets: 30).")}),
                 "loop_to_seconds": ("FLOAT", {"default": 0.0, "min": 0.0, "max": MAX_SECONDS, "step": 0.5, "tooltip": (
                     "Length in seconds: a shorter motion repeats (blended at the seam), a longer one is cut; "
@@ -311,8 +298,8 @@ class LHMAnimate:
             "model": ("LHM_MODEL", {"tooltip": "From LHM Load Model: renders on its device."}),
             "avatar": ("LHM_AVATAR", {"tooltip": "From LHM Reconstruct."}),
             "motion": ("LHM_MOTION", {"tooltip": "From LHM Motion."}),
-            "width": ("INT", {"default": 512, "min": 16, "max": MAX_SIZE, "step": 8, "tooltip": "Frame width in pixels."}),
-            "height": ("INT", {"default": 512, "min": 16, "max": MAX_SIZE, "step": 8, "tooltip": "Frame height in pixels."}),
+            "width": ("INT", {"default": 512, "min": SIZE_RANGE[0], "max": MAX_SIZE, "step": 8, "tooltip": "Frame width in pixels."}),
+            "height": ("INT", {"default": 512, "min": SIZE_RANGE[0], "max": MAX_SIZE, "step": 8, "tooltip": "Frame height in pixels."}),
             "background": ("STRING", {"default": "#FFFFFF", "tooltip": "Background colour as hex, e.g. #FFFFFF or #00FF00."}),
             "camera": (list(CAMERAS), {"default": "auto", "tooltip": (
                 "auto: the motion's own camera when it has one, else a front view that follows the body; "
@@ -321,10 +308,7 @@ class LHMAnimate:
 
     def animate(self, model: Pipeline, avatar, motion, width: int, height: int, background: str, camera: str):
         """Render every frame of the motion; Cancel in ComfyUI stops between frames."""
-        colour = _parse_colour(background)
-        if camera == "motion" and motion.camera is None:
-            raise InputError(f"motion '{motion.name}' has no camera of its own (presets and AMASS files have none); "
-                             "choose camera auto, front or orbit")
+        colour = parse_colour(background)
         clip = model.animate(avatar, motion, size=(width, height), camera=camera, background=colour,
                              progress=_progress(len(motion)))
         return clip.rgb.float().div_(255.0), clip.alpha.float().clamp_(0, 1), float(clip.fps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -151,6 +152,19 @@ class Pipeline:
         return Animation(torch.stack(rgb), torch.stack(alpha), motion.fps, cams.to("cpu"))
 
 
+def parse_colour(value: str | None) -> tuple[float, float, float]:
+    """``#rgb``, ``#rrggbb``, ``#rrggbbaa`` (``#`` optional) or ``rgb(a)(r, g, b, ...)`` as RGB in [0,1]; empty is white."""
+    text = (value or "#ffffff").strip()
+    digits = text.lstrip("#")
+    if len(digits) in (3, 6, 8) and all(c in "0123456789abcdefABCDEF" for c in digits):
+        digits = "".join(c * 2 for c in digits) if len(digits) == 3 else digits
+        return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    match = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(,.*)?\)", text)
+    if match:
+        return tuple(min(255.0, float(v)) / 255 for v in match.groups()[:3])
+    raise InputError(f"Background colour '{value}' is not a colour: pick one or write it as a hex colour like #ffffff.")
+
+
 def check_size(size: int | tuple[int, int]) -> tuple[int, int]:
     """``size`` (pixels, square, or (width, height)) as (width, height); InputError outside ``SIZE_RANGE``."""
     width, height = (size, size) if isinstance(size, numbers.Real) else size  # numpy ints too
@@ -180,7 +194,7 @@ def check_camera(motion: Motion, camera: str | Camera) -> None:
         raise InputError(f"Unknown camera '{camera}': use one of {', '.join(CAMERA_MODES)}.")
     elif camera == "motion" and motion.camera is None:
         raise InputError(f"Camera 'motion' needs a motion that brings its own camera (an LHM smplx_params motion); "
-                         f"'{motion.name or 'this motion'}' has none — use camera 'auto', 'front' or 'orbit'.")
+                         f"'{motion.name or 'this motion'}' has no camera of its own (presets and AMASS files have none) — use camera 'auto', 'front' or 'orbit'.")
 
 
 def timed_motion(motion: Motion | str | os.PathLike, fps: float | None = None, duration: float | None = None,

@@ -62,7 +62,8 @@ class Harness:
         self.interrupted = False
         for sub in ("models", "input", "output", "temp", "custom_nodes"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._saved = dict(sys.modules)
+        self._saved = {}  # what the stand-ins and plugins replaced in sys.modules (None: was absent)
+        self._plugins: list[str] = []
         ProgressBar.instances = []
         modules = {"folder_paths": self._folder_paths(), "comfy": types.ModuleType("comfy"),
                    "comfy.utils": self._module("comfy.utils", ProgressBar=ProgressBar),
@@ -73,8 +74,13 @@ class Harness:
         latest = self._module("comfy_api.latest", Types=type("Types", (), {"SPLAT": SPLAT} if splat else {}))
         modules["comfy_api"] = self._module("comfy_api", latest=latest)
         modules["comfy_api.latest"] = latest
-        sys.modules.update(modules)
+        for name, module in modules.items():
+            self._install(name, module)
         self.folder_paths = modules["folder_paths"]
+
+    def _install(self, name: str, module: types.ModuleType) -> None:
+        self._saved.setdefault(name, sys.modules.get(name))
+        sys.modules[name] = module
 
     @staticmethod
     def _module(name: str, **attrs) -> types.ModuleType:
@@ -88,10 +94,19 @@ class Harness:
         return ProgressBar.instances
 
     def close(self) -> None:
-        """Remove every module added since installation (stand-ins and the plugin) from ``sys.modules``."""
-        for name in set(sys.modules) - set(self._saved):
-            del sys.modules[name]
-        sys.modules.update(self._saved)
+        """Remove the stand-ins and the plugins (with their submodules) from ``sys.modules``, restoring what was there.
+
+        Only those: modules the plugin imported on the way (lhm, torch internals) stay loaded, as in a
+        real process; importing them a second time would duplicate classes and torch op registrations.
+        """
+        for plugin in self._plugins:
+            for name in [n for n in sys.modules if n == plugin or n.startswith(plugin + ".")]:
+                del sys.modules[name]
+        for name, previous in self._saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
 
     # -----------------------------------------------------------------------------------------
     def _folder_paths(self) -> types.ModuleType:
@@ -185,7 +200,8 @@ class Harness:
         name = name or folder.name
         spec = importlib.util.spec_from_file_location(name, folder / "__init__.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        self._plugins.append(name)
+        self._install(name, module)
         spec.loader.exec_module(module)
         return module
 
