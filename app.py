@@ -22,10 +22,8 @@ from typing import NamedTuple
 import lhm  # noqa: I001 - first: it sets OpenMP's wait policy, which must happen before torch loads
 import gradio as gr
 import spaces
-import torch
 from lhm.errors import InputError
-from lhm.gaussians import Gaussians
-from lhm.io import load_ply, save_ply, save_video
+from lhm.io import save_ply, save_video
 from lhm.pipeline import ENGINES, Pipeline, check_camera, parse_colour, save_outputs, timed_motion
 
 log = logging.getLogger("lhm.app")
@@ -102,16 +100,9 @@ def gpu_seconds(engine, photo, remove_background, motion, size, background, came
     return int(min(120, base + 10 + frames * 0.03 * (size / 512) ** 2))
 
 
-def viewer_ply(src: Path, dst: Path) -> Path:
-    """A copy of a y-up 3DGS ``.ply`` turned upright for gradio's splat viewer (gsplat.js takes y as down).
-
-    A half turn about x: (x, y, z) -> (x, -y, -z), quaternions premultiplied by (0, 1, 0, 0).
-    """
-    g = load_ply(src)
-    w, x, y, z = g.quats.unbind(-1)
-    turned = Gaussians(g.means * torch.tensor([1.0, -1.0, -1.0]), torch.stack([-x, w, -z, y], dim=-1), g.scales,
-                       g.opacities, g.colors)
-    return save_ply(dst, turned)
+def viewer_ply(avatar: lhm.Avatar, dst: Path) -> Path:
+    """The avatar's T-pose as a 3DGS ``.ply`` turned upright for gradio's splat viewer (gsplat.js takes y as down)."""
+    return save_ply(dst, avatar.tpose().detach(), y_down=True)
 
 
 @contextmanager
@@ -148,7 +139,7 @@ def _work(engine: str, photo: str, remove_background: bool, motion: MotionReques
         progress(0.55, "saving the 3D files")
         files = save_outputs(out_dir, avatar)
     try:
-        preview = viewer_ply(files["tpose_ply"], out_dir / "preview" / "tpose.ply")
+        preview = viewer_ply(avatar, out_dir / "preview" / "tpose.ply")
     except Exception:  # the preview is a convenience: show the file as saved rather than lose the avatar
         log.exception("could not turn the .ply upright for the viewer")
         preview = files["tpose_ply"]

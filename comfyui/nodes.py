@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import folder_paths
@@ -18,7 +19,7 @@ import torch
 import lhm
 from lhm.errors import InputError
 from lhm.io.ply import SH_C0
-from lhm.motion import MAX_FRAMES
+from lhm.motion import MAX_FRAMES, Motion
 from lhm.pipeline import ENGINES as PIPELINE_ENGINES
 from lhm.pipeline import MAX_FPS, SIZE_RANGE, Pipeline, parse_colour, timed_motion
 
@@ -112,15 +113,40 @@ def _clean_path(text: str) -> Path | None:
     return path
 
 
-def _pose_arg(pose: str, motion, frame: int):
-    """The ``pose`` argument of ``Avatar.posed`` for the node's pose choice."""
+@dataclass(frozen=True)
+class MotionRequest:
+    """The LHM_MOTION value: what LHM Motion asks for, loaded by the nodes that also get the avatar.
+
+    Loading it there solves a preset on the avatar's own body, so its feet stay planted (as ``Pipeline.animate``).
+    """
+
+    source: str | Path  # a preset name, or the path of a motion file or folder
+    start_frame: int
+    frame_count: int  # 0: all frames from start_frame
+    fps: float | None  # None: the motion's own
+    seconds: float | None  # None: the motion's length
+
+    def load(self, body=None) -> Motion:
+        """The motion fitted to ``body`` (a Body or Avatar; None: the free body), cut, resampled and looped."""
+        motion = lhm.load_motion(self.source, body=body)
+        if self.start_frame >= len(motion):
+            raise InputError(f"start_frame {self.start_frame} is past the end of '{motion.name or self.source}' "
+                             f"({len(motion)} frames)")
+        if self.start_frame or self.frame_count:
+            motion = motion.trim(self.start_frame, self.start_frame + self.frame_count if self.frame_count else None)
+        return timed_motion(motion, self.fps, self.seconds)
+
+
+def _pose_args(avatar, pose: str, motion: MotionRequest | None, frame: int) -> tuple[str | int, Motion | None]:
+    """The ``pose`` and ``motion`` arguments of ``Avatar.posed`` for the node's pose choice."""
     if pose != "motion frame":
-        return pose
+        return pose, None
     if motion is None:
         raise InputError("pose 'motion frame' needs a motion: connect an LHM Motion node to the 'motion' input")
-    if not 0 <= frame < len(motion):
-        raise InputError(f"frame {frame} is outside the motion's {len(motion)} frames (0 to {len(motion) - 1})")
-    return frame
+    loaded = motion.load(avatar)
+    if not 0 <= frame < len(loaded):
+        raise InputError(f"frame {frame} is outside the motion's {len(loaded)} frames (0 to {len(loaded) - 1})")
+    return frame, loaded
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +261,8 @@ class LHMMotion:
     """A preset or a motion file, cut, retimed and looped."""
 
     DESCRIPTION = ("A motion to drive the avatar: a preset, or a file (LHM smplx_params folder or .zip, "
-                   "one LHM .json frame, AMASS .npz, or lhm's own .npz).")
+                   "one LHM .json frame, AMASS .npz, or lhm's own .npz). Presets are fitted to the avatar's "
+                   "body where it is used, so the feet stay planted.")
     CATEGORY = CATEGORY
     FUNCTION = "motion"
     RETURN_TYPES = ("LHM_MOTION",)
@@ -269,15 +296,11 @@ class LHMMotion:
 
     def motion(self, preset: str, start_frame: int, frame_count: int, fps: float, loop_to_seconds: float,
                motion_file: str = ""):
-        """Load, cut, resample and loop the motion."""
-        source = _clean_path(motion_file) or preset
-        motion = lhm.load_motion(source)
-        if start_frame >= len(motion):
-            raise InputError(f"start_frame {start_frame} is past the end of '{motion.name or source}' "
-                             f"({len(motion)} frames)")
-        if start_frame or frame_count:
-            motion = motion.trim(start_frame, start_frame + frame_count if frame_count else None)
-        return (timed_motion(motion, fps or None, loop_to_seconds or None),)
+        """The request for the nodes that get the avatar; loaded once here so that a bad file or range fails now."""
+        request = MotionRequest(_clean_path(motion_file) or preset, start_frame, frame_count, fps or None,
+                                loop_to_seconds or None)
+        request.load()
+        return (request,)
 
 
 class LHMAnimate:
@@ -306,11 +329,13 @@ class LHMAnimate:
                 "front: one fixed front view; orbit: circles the avatar once; motion: the motion's camera only.")}),
         }}
 
-    def animate(self, model: Pipeline, avatar, motion, width: int, height: int, background: str, camera: str):
-        """Render every frame of the motion; Cancel in ComfyUI stops between frames."""
+    def animate(self, model: Pipeline, avatar, motion: MotionRequest, width: int, height: int, background: str,
+                camera: str):
+        """Render every frame of the motion, fitted to the avatar's body; Cancel in ComfyUI stops between frames."""
         colour = parse_colour(background)
-        clip = model.animate(avatar, motion, size=(width, height), camera=camera, background=colour,
-                             progress=_progress(len(motion)))
+        fitted = motion.load(avatar)
+        clip = model.animate(avatar, fitted, size=(width, height), camera=camera, background=colour,
+                             progress=_progress(len(fitted)))
         return clip.rgb.float().div_(255.0), clip.alpha.float().clamp_(0, 1), float(clip.fps)
 
 
@@ -353,9 +378,9 @@ class LHMSaveGaussians:
             "optional": optional,
         }
 
-    def save(self, avatar, pose: str, filename_prefix: str, motion=None, frame: int = 0):
+    def save(self, avatar, pose: str, filename_prefix: str, motion: MotionRequest | None = None, frame: int = 0):
         """Write both files, numbered after what is already in the folder; show their paths."""
-        posed = _pose_arg(pose, motion, frame)
+        posed, motion = _pose_args(avatar, pose, motion, frame)
         out_dir = folder_paths.get_output_directory()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
         ply, splat = (Path(folder) / f"{name}_{counter:05}_{ext}" for ext in (".ply", ".splat"))
@@ -391,9 +416,9 @@ class LHMToSplat:
         return {"required": {"avatar": ("LHM_AVATAR", {"tooltip": "From LHM Reconstruct."}), **required},
                 "optional": optional}
 
-    def to_splat(self, avatar, pose: str, motion=None, frame: int = 0):
+    def to_splat(self, avatar, pose: str, motion: MotionRequest | None = None, frame: int = 0):
         """Pose the avatar and pack it as a batch of one SPLAT (DC-only SH from RGB colours)."""
-        g = avatar.posed(_pose_arg(pose, motion, frame), motion).detach().to("cpu", torch.float32)
+        g = avatar.posed(*_pose_args(avatar, pose, motion, frame)).detach().to("cpu", torch.float32)
         # RGB -> degree-0 SH as in 3DGS; SH colours (already in that convention) pass through
         sh = ((g.colors - 0.5) / SH_C0)[:, None] if g.sh_degree is None else g.colors
         n = len(g)

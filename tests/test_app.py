@@ -8,6 +8,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,14 +111,24 @@ def test_generate_end_to_end(client):
     assert tuple(meta["size"]) == (SIZE, SIZE)
     assert sum(1 for _ in frames) == round(FPS * SECONDS)
     expected = app.get_pipeline("fit").engine.num_gaussians
-    assert len(lhm.io.load_ply(ply).means) == expected  # the 3D preview's copy
     names = sorted(Path(p).name for p in downloads)
     assert names == ["animation.mp4", "avatar.splat", "canonical.ply", "tpose.ply"]
     for kind in ("tpose.ply", "canonical.ply"):
         path = next(p for p in downloads if p.endswith(kind))
         assert len(lhm.io.load_ply(path).means) == expected
+    assert_upright_copy(ply, next(p for p in downloads if p.endswith("tpose.ply")))
     # the per-request folder is gone once the files are in gradio's cache
     assert not any(app.WORK_ROOT.iterdir())
+
+
+def assert_upright_copy(viewer: str, tpose: str) -> None:
+    """``viewer`` holds the Gaussians of ``tpose`` turned half a turn about x, as gradio's y-down splat viewer needs."""
+    shown, saved = lhm.io.load_ply(viewer), lhm.io.load_ply(tpose)
+    w, x, y, z = saved.quats.unbind(-1)
+    assert torch.equal(shown.means, saved.means * torch.tensor([1.0, -1.0, -1.0]))
+    torch.testing.assert_close(shown.quats, torch.stack([-x, w, -z, y], dim=-1), atol=3e-7, rtol=0)
+    for name in ("scales", "opacities", "colors"):
+        assert torch.equal(getattr(shown, name), getattr(saved, name)), name
 
 
 def test_video_failure_keeps_the_avatar(client, monkeypatch):
@@ -127,8 +138,8 @@ def test_video_failure_keeps_the_avatar(client, monkeypatch):
     monkeypatch.setattr(app.get_pipeline("fit"), "animate", broken_animate)
     _, ply, _, video, downloads = client.predict(*generate_args(person_photo()), api_name="/generate")
     assert not video
-    assert len(lhm.io.load_ply(ply).means) == app.get_pipeline("fit").engine.num_gaussians
     assert sorted(Path(p).name for p in downloads) == ["avatar.splat", "canonical.ply", "tpose.ply"]
+    assert_upright_copy(ply, next(p for p in downloads if p.endswith("tpose.ply")))
 
 
 def test_reconstruct_endpoint(client):

@@ -7,6 +7,7 @@ the way ComfyUI does.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from lhm.body.canonical import CanonicalSpace, sample_surface
 from lhm.errors import InputError
 from lhm.io import load_ply, load_splat
 from lhm.io.ply import SH_C0
+from lhm.pipeline import timed_motion
 from lhm.render import frame_points
 
 PLUGIN = Path(__file__).resolve().parents[1] / "comfyui"
@@ -217,7 +219,8 @@ def test_save_gaussians_numbers_files_and_poses_motion_frames(comfy, run):
     result = save.save(avatar, "motion frame", "lhm/avatar", motion=motion, frame=7)
     ply = Path(result["result"][0])
     assert ply.name == "avatar_00002_.ply"
-    assert torch.allclose(load_ply(ply).means, avatar.posed(7, motion).detach().to("cpu").means, atol=1e-5)
+    expected = avatar.posed(7, lhm.load_motion("wave", body=avatar)).detach().to("cpu")
+    assert torch.allclose(load_ply(ply).means, expected.means, atol=1e-5)
     with pytest.raises(InputError, match="needs a motion"):
         save.save(avatar, "motion frame", "lhm/avatar")
     with pytest.raises(InputError, match="outside the motion"):
@@ -273,24 +276,56 @@ def test_load_model_is_cached_and_missing_checkpoints_name_the_folder(comfy, run
 
 def test_motion_node_cuts_retimes_loops_and_reads_pasted_paths(comfy, tmp_path):
     node = comfy.plugin.NODE_CLASS_MAPPINGS["LHMMotion"]()
+
+    def loaded(*args, **kwargs) -> lhm.Motion:
+        return node.motion(*args, **kwargs)[0].load()
+
     full = lhm.load_motion("wave")
-    cut = node.motion("wave", 5, 10, 0.0, 0.0)[0]
+    cut = loaded("wave", 5, 10, 0.0, 0.0)
     assert len(cut) == 10 and torch.allclose(cut.body_pose, full.body_pose[5:15])
-    assert len(node.motion("wave", 0, 0, 15.0, 0.0)[0]) == pytest.approx(len(full) / 2, abs=1)
-    looped = node.motion("wave", 0, 0, 0.0, full.duration * 2)[0]
+    assert len(loaded("wave", 0, 0, 15.0, 0.0)) == pytest.approx(len(full) / 2, abs=1)
+    looped = loaded("wave", 0, 0, 0.0, full.duration * 2)
     assert looped.duration == pytest.approx(full.duration * 2, abs=1 / 30)
 
     folder = tmp_path / "my motions"
     folder.mkdir()
     lhm.save_motion(cut, folder / "cut.npz")
     for pasted in (f'"{folder / "cut.npz"}"', f"  '{folder / 'cut.npz'}' "):
-        assert len(node.motion("walk", 0, 0, 0.0, 0.0, motion_file=pasted)[0]) == 10
+        assert len(loaded("walk", 0, 0, 0.0, 0.0, motion_file=pasted)) == 10
     shutil.copy(folder / "cut.npz", comfy.root / "input" / "cut.npz")
-    assert len(node.motion("walk", 0, 0, 0.0, 0.0, motion_file="cut.npz")[0]) == 10  # ComfyUI's input folder
+    assert len(loaded("walk", 0, 0, 0.0, 0.0, motion_file="cut.npz")) == 10  # ComfyUI's input folder
     with pytest.raises(lhm.MotionError):
         node.motion("wave", 0, 0, 0.0, 0.0, motion_file=str(folder / "missing.npz"))
     with pytest.raises(InputError, match="past the end"):
         node.motion("wave", len(full), 0, 0.0, 0.0)
+
+
+def test_presets_are_fitted_to_the_avatars_own_body(comfy, run):
+    """A preset on an avatar with longer legs than the free body's takes its strides, as ``lhm avatar`` does."""
+    outputs, _, prompt = run
+    model = outputs[_node_id(prompt, "LHMLoadModel")][0]
+    reconstructed = outputs[_node_id(prompt, "LHMReconstruct")][0]
+    betas = torch.zeros_like(reconstructed.betas)
+    betas[0] = 2.0
+    avatar = dataclasses.replace(reconstructed, betas=betas)
+    fitted, free = timed_motion("walk", 10.0, body=avatar), timed_motion("walk", 10.0)
+    assert float((fitted.trans - free.trans).abs().max()) > 0.01  # the bodies differ enough to tell apart
+
+    request = comfy.plugin.NODE_CLASS_MAPPINGS["LHMMotion"]().motion("walk", 0, 0, 10.0, 0.0)[0]
+    frames, alpha, _ = comfy.plugin.NODE_CLASS_MAPPINGS["LHMAnimate"]().animate(
+        model, avatar, request, 32, 32, "#000000", "front")
+    # the command line's call: the preset by name, loaded for the avatar inside Pipeline.animate
+    cli = model.animate(avatar, "walk", size=32, camera="front", fps=10.0, background=0.0)
+    assert torch.equal(frames, cli.rgb.float() / 255) and torch.equal(alpha, cli.alpha)
+    on_free_body = model.animate(avatar, free, size=32, camera="front", background=0.0)
+    assert not torch.equal(frames, on_free_body.rgb.float() / 255)
+
+    last = len(fitted) - 1
+    (splat,) = comfy.plugin.NODE_CLASS_MAPPINGS["LHMToSplat"]().to_splat(avatar, "motion frame", request, last)
+    torch.testing.assert_close(splat.positions[0], avatar.posed(last, fitted).detach().means)
+    result = comfy.plugin.NODE_CLASS_MAPPINGS["LHMSaveGaussians"]().save(avatar, "motion frame", "lhm/tall",
+                                                                         motion=request, frame=last)
+    torch.testing.assert_close(load_ply(result["result"][0]).means, splat.positions[0])
 
 
 def test_bad_inputs_raise_messages_a_user_can_act_on(comfy, run):

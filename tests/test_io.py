@@ -129,6 +129,25 @@ def test_ply_sh_colours_round_trip(tmp_path):
     torch.testing.assert_close(rgb, (g.colors[:, 0] * SH_C0 + 0.5).clamp(0, 1))
 
 
+def test_ply_y_down_is_the_set_turned_half_a_turn_about_x(tmp_path):
+    from lhm.geometry import quaternion_to_matrix
+    from lhm.render.cpu import eval_sh
+
+    g = random_gaussians(50)
+    back = load_ply(save_ply(tmp_path / "down.ply", g, y_down=True))
+    w, x, y, z = g.quats.unbind(-1)
+    assert_round_trip(g.replace(means=g.means * torch.tensor([1.0, -1.0, -1.0]),
+                                quats=torch.stack([-x, w, -z, y], dim=-1)), back)
+    # the quaternions turn each Gaussian as the points turn: R_x(pi) R
+    turn = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    torch.testing.assert_close(quaternion_to_matrix(back.quats), turn @ quaternion_to_matrix(g.quats), atol=1e-6, rtol=0)
+    # SH colours seen along a turned direction are those seen along the direction before
+    sh = random_gaussians(50, sh_bands=16)
+    turned = load_ply(save_ply(tmp_path / "sh.ply", sh, y_down=True), sh=True)
+    dirs = torch.randn(50, 3)
+    torch.testing.assert_close(eval_sh(3, dirs @ turn, turned.colors), eval_sh(3, dirs, sh.colors), atol=1e-5, rtol=0)
+
+
 def test_ply_from_another_tool(tmp_path):
     g = random_gaussians(20)
     p = g.opacities.double().numpy()

@@ -37,15 +37,18 @@ _REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
              "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
 
-def save_ply(path: str | os.PathLike, gaussians: Gaussians) -> Path:
+def save_ply(path: str | os.PathLike, gaussians: Gaussians, *, y_down: bool = False) -> Path:
     """Write one unbatched Gaussian set as a binary 3DGS ``.ply`` and return its path.
 
     Opacities are clamped to [1e-3, 1 - 1e-3] and scales floored at 1e-8 m so that the stored
     logit and log stay finite; inside those ranges everything round-trips through
     :func:`load_ply` to float32 precision. SH colours [N,K,3] also write ``f_rest_*``
-    (the reference code's channel-major order).
+    (the reference code's channel-major order). ``y_down`` writes the set turned half a turn
+    about x, upright for viewers that take y as down (gsplat.js, which gradio's ``Model3D`` uses).
     """
     f = numpy_fields(gaussians, "save_ply")
+    if y_down:
+        f = _half_turn_x(f)
     n, k = f["sh"].shape[:2]
     opacity = np.clip(f["opacities"], OPACITY_EPS, 1.0 - OPACITY_EPS)
     columns = [
@@ -68,6 +71,19 @@ def save_ply(path: str | os.PathLike, gaussians: Gaussians) -> Path:
         fh.write(header.encode("ascii"))
         fh.write(np.concatenate(columns, axis=1).astype("<f4").tobytes())
     return path
+
+
+def _half_turn_x(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``numpy_fields`` turned half a turn about x: (x, y, z) -> (x, -y, -z), quaternions premultiplied by (0, 1, 0, 0).
+
+    SH colours turn with the directions they are evaluated on: the basis function of band l, order m
+    flips sign when odd under (y, z) -> (-y, -z), i.e. when l + |m| + (m < 0) is odd.
+    """
+    w, x, y, z = f["quats"].T
+    degree = round(f["sh"].shape[1] ** 0.5) - 1
+    sh_signs = np.array([(-1) ** (l + abs(m) + (m < 0)) for l in range(degree + 1) for m in range(-l, l + 1)])
+    return {**f, "means": f["means"] * np.array([1.0, -1.0, -1.0]), "quats": np.stack([-x, w, -z, y], axis=1),
+            "sh": f["sh"] * sh_signs[:, None]}
 
 
 def load_ply(path: str | os.PathLike, sh: bool = False) -> Gaussians:
