@@ -10,8 +10,9 @@ import torch
 import lhm
 import lhm.io
 from lhm.body import skeleton
-from lhm.engines.fit import FitEngine, _align_z, _make_template
+from lhm.engines.fit import FitEngine, _align_z, _make_template, _posed, _Rig
 from lhm.errors import InputError
+from lhm.geometry import quaternion_to_matrix
 from lhm.preprocess.types import BodyFit, LoadedImage, PersonCrop, PersonImage, Segmentation
 from lhm.render.cameras import frame_points
 
@@ -120,6 +121,24 @@ def test_hidden_back_gets_front_colours(result, engine):
     assert float(err.median()) < 0.12, float(err.median())
     legs_back = (W[:, _joints("left_knee", "right_knee")].sum(1) > 0.8) & (tpl.normals[:, 2] < -0.7)
     assert float((colors[legs_back] - TROUSERS).abs().mean(1).median()) < 0.12
+
+
+def test_rig_poses_like_the_avatar(engine, person):
+    """The refinement's affine rig gives what ``Avatar.pose`` of the resulting avatar gives, for any offsets."""
+    tpl = engine._get_template()
+    n = len(tpl.normals)
+    gen = torch.Generator().manual_seed(0)
+    offsets, colors, log_scale = torch.rand(n, generator=gen) * tpl.cap, torch.rand(n, 3, generator=gen), torch.zeros(n)
+    fit = person.fit
+    betas = engine.body._betas(fit.betas)
+    rig = _Rig.build(engine._avatar(tpl, torch.zeros(n), colors, log_scale, betas), tpl.normals, fit.full_pose,
+                     fit.transl)
+    ours = _posed(rig, tpl, offsets, colors, log_scale)
+    avatar = engine._avatar(tpl, offsets, colors, log_scale, betas)
+    truth = avatar.pose(fit.full_pose[None], trans=fit.transl[None]).frame(0)
+    torch.testing.assert_close(ours.means, truth.means, atol=1e-5, rtol=0)
+    torch.testing.assert_close(quaternion_to_matrix(ours.quats), quaternion_to_matrix(truth.quats), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.scales, truth.scales)
 
 
 def test_deterministic(engine, person, result):

@@ -92,16 +92,7 @@ def test_lhm_camera_gives_the_official_framing(tmp_path, smplx_body):
     uv_official = uv_official[:, :2] / uv_official[:, 2:]
     m = load_motion(folder)
     ours = body.pose(m.full_pose()[:1], transl=m.trans[:1]).vertices[0]
-    cam = m.camera
-    p = ours @ cam.viewmat[:3, :3].T + cam.viewmat[:3, 3]
-    uv = p @ cam.K.T
-    assert torch.allclose(uv[:, :2] / uv[:, 2:], uv_official, atol=0.05)
-
-
-def _to_camera(points: torch.Tensor, cam: lhm.Camera) -> torch.Tensor:
-    """Points [F,N,3] in the coordinates of cameras [F]."""
-    V = cam.viewmat.expand(len(points), 4, 4)
-    return torch.einsum("fij,fvj->fvi", V[:, :3, :3], points) + V[:, None, :3, 3]
+    assert torch.allclose(m.camera.project(ours), uv_official, atol=0.05)
 
 
 def _body_with_pelvis(body: lhm.Body, pelvis) -> lhm.Body:
@@ -157,7 +148,7 @@ def test_preset_saved_as_lhm_keeps_what_its_camera_sees(tmp_path, smplx_body):
     assert torch.allclose(back.body_pose, m.body_pose, atol=1e-6)
 
     def seen(motion, cam):
-        return _to_camera(body.pose(motion.full_pose(), transl=motion.trans).vertices, cam)
+        return cam.world_to_camera(body.pose(motion.full_pose(), transl=motion.trans).vertices)
 
     assert torch.allclose(seen(back, back.camera), seen(m, motion_camera(m, body)), atol=1e-4)
 
@@ -384,11 +375,7 @@ def test_mirrored_camera_flips_the_image(tmp_path):
     m = load_motion(_write_lhm_folder(tmp_path / "src"))
     cam, mc = m.camera, m.mirror().camera
     p = torch.tensor([[0.3, 0.2, -3.0]])
-    def pix(c, x):
-        q = x @ c.viewmat[:3, :3].T + c.viewmat[:3, 3]
-        q = q @ c.K.T
-        return q[:, :2] / q[:, 2:]
-    a, b = pix(cam, p), pix(mc, p * torch.tensor([-1.0, 1.0, 1.0]))
+    a, b = cam.project(p), mc.project(p * torch.tensor([-1.0, 1.0, 1.0]))
     assert torch.allclose(b[:, 0], cam.width - a[:, 0], atol=1e-3) and torch.allclose(a[:, 1], b[:, 1], atol=1e-3)
 
 
@@ -489,10 +476,8 @@ def test_turn_turns_all_the_way():
 
 def _inside(verts: torch.Tensor, cam: lhm.Camera) -> torch.Tensor:
     """Which points [F,N] project inside the image, in front of the camera."""
-    p = _to_camera(verts, cam)
-    uv = torch.einsum("fij,fvj->fvi", cam.K.expand(len(verts), 3, 3), p)
-    u, v = uv[..., 0] / uv[..., 2], uv[..., 1] / uv[..., 2]
-    return (p[..., 2] > 0) & (u >= 0) & (u <= cam.width) & (v >= 0) & (v <= cam.height)
+    u, v = cam.project(verts).unbind(-1)
+    return (cam.world_to_camera(verts)[..., 2] > 0) & (u >= 0) & (u <= cam.width) & (v >= 0) & (v <= cam.height)
 
 
 def test_default_camera_keeps_the_body_in_view(free_body, posed_presets):

@@ -306,10 +306,50 @@ def test_cpu_never_uses_gsplat(monkeypatch):
 # camera helpers
 # ---------------------------------------------------------------------------------------------
 
-def _pixels(cam: Camera, pts: torch.Tensor) -> torch.Tensor:
-    p = pts @ cam.viewmat[..., :3, :3].transpose(-1, -2) + cam.viewmat[..., None, :3, 3]
-    assert torch.all(p[..., 2] > 0)
-    return (p / p[..., 2:]) @ cam.K.transpose(-1, -2)
+def test_project_matches_a_pinhole_and_the_renderer():
+    K = torch.tensor([[100.0, 0.0, 20.0], [0.0, 120.0, 15.0], [0.0, 0.0, 1.0]])
+    V = torch.eye(4)
+    V[2, 3] = 2.0
+    cam = Camera(K, V, W, H)
+    pts = torch.tensor([[0.5, -0.3, 1.0], [0.0, 0.0, 0.0]])
+    expected = torch.tensor([[100 * 0.5 / 3 + 20, 120 * -0.3 / 3 + 15], [20.0, 15.0]])
+    torch.testing.assert_close(cam.project(pts), expected)
+    torch.testing.assert_close(cam.world_to_camera(pts), pts + torch.tensor([0.0, 0.0, 2.0]))
+
+    # batched cameras: the centres the rasterizer splats at, and its camera-z depths
+    g = random_scene(16)
+    cams = orbit_cameras((0.0, 0.0, 0.0), 3.0, 3, W, H, elevation_deg=20.0)
+    arrays = tuple(cpu._np32(t) for t in (g.means[None], g.quats[None], g.scales[None], g.opacities[None],
+                                          g.colors[None], cams.viewmat, cams.K))
+    means2d, _, feats, _, valid = cpu._project(*arrays, W, H, 0.01, 0.3)
+    assert valid.all()
+    uv = cams.project(g.means)
+    assert uv.shape == (3, 16, 2)
+    torch.testing.assert_close(uv, torch.from_numpy(means2d), atol=1e-4, rtol=0)
+    torch.testing.assert_close(cams.world_to_camera(g.means)[..., 2], torch.from_numpy(feats[..., 3]))
+    # per-frame points through per-frame cameras, and float64 points
+    frames = g.means + torch.randn(3, 1, 3, generator=torch.Generator().manual_seed(1)) * 0.1
+    for i in range(3):
+        torch.testing.assert_close(cams.project(frames)[i], cams[i].project(frames[i]))
+    assert cams.project(frames.double()).dtype == torch.float64
+
+
+def test_scaled_camera_scales_the_projection():
+    cams = orbit_cameras((0.0, 0.0, 0.0), 3.0, 2, W, H, elevation_deg=20.0)
+    pts = random_scene(8).means
+    double = cams.scaled(2 * H)
+    assert (double.width, double.height) == (2 * W, 2 * H)
+    torch.testing.assert_close(double.project(pts), 2 * cams.project(pts))
+    # the rounded width: each axis scales by its own size ratio
+    small = cams.scaled(20)
+    assert (small.width, small.height) == (round(W * 20 / H), 20)
+    ratio = torch.tensor([small.width / W, 20 / H])
+    torch.testing.assert_close(small.project(pts), cams.project(pts) * ratio)
+    odd = cams.scaled(10, 30)
+    assert (odd.width, odd.height) == (30, 10)
+    torch.testing.assert_close(odd.project(pts), cams.project(pts) * torch.tensor([30 / W, 10 / H]))
+    torch.testing.assert_close(double.viewmat, cams.viewmat)
+    assert torch.equal(cams.scaled(H).K, cams.K)
 
 
 def test_frame_points_and_orbits():
@@ -318,7 +358,7 @@ def test_frame_points_and_orbits():
     body[1, :, 0] += 0.4  # the second frame walks to the side: the camera must frame both
     cam = frame_points(body, 64, 96, "front", margin=0.1)
     assert cam.center[2] > 1.0  # on +z, looking towards -z
-    uv = _pixels(cam, body.reshape(-1, 3))
+    uv = cam.project(body.reshape(-1, 3))
     assert uv[:, 0].min() >= 0.1 * 64 - 1e-3 and uv[:, 0].max() <= 0.9 * 64 + 1e-3
     assert uv[:, 1].min() >= 0.1 * 96 - 1e-3 and uv[:, 1].max() <= 0.9 * 96 + 1e-3
     # tight: some point touches the margin
@@ -336,5 +376,5 @@ def test_frame_points_and_orbits():
     assert centres[1, 0] > 2.0  # a quarter turn towards +x
 
     table = turntable(body, 8, 64, 96, elevation_deg=10.0)
-    uv = _pixels(table, body.reshape(-1, 3).expand(8, -1, -1))
+    uv = table.project(body.reshape(-1, 3))
     assert uv[..., 0].min() >= 0 and uv[..., 0].max() <= 64 and uv[..., 1].min() >= 0 and uv[..., 1].max() <= 96

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,13 +31,7 @@ from ..body import Body, load_body, skeleton
 from ..body.canonical import CanonicalSpace, big_pose, sample_surface
 from ..errors import InputError
 from ..gaussians import Gaussians
-from ..geometry import (
-    axis_angle_to_matrix,
-    batch_rigid_transform,
-    matrix_to_quaternion,
-    quaternion_multiply,
-    quaternion_to_matrix,
-)
+from ..geometry import axis_angle_to_matrix, batch_rigid_transform, quaternion_to_matrix
 from ..preprocess.fit import silhouette_iou
 from ..render import render
 from ..render.camera import Camera
@@ -147,13 +141,17 @@ class FitEngine:
         body = self.body
         fit = person.fit
         betas = body._betas(fit.betas.detach().float().cpu())
-        rig = _Rig.build(tpl, body, betas, fit.full_pose.detach().float().cpu(), fit.transl.detach().float().cpu())
+        # the rig poses the avatar the fit returns (colours aside): the result reproduces the fitted view
+        n = len(tpl.normals)
+        unfitted = self._avatar(tpl, torch.zeros(n), torch.zeros(n, 3), torch.zeros(n), betas)
+        rig = _Rig.build(unfitted, tpl.normals, fit.full_pose.detach().float().cpu(),
+                         fit.transl.detach().float().cpu())
         dev = self.device
         tpl_d = _to(tpl, dev)
         rig = rig.to(dev)
         photo_d, mask_d = photo.to(dev), mask.to(dev)
 
-        colors0 = _sample_image(photo, _project(rig.base, cam)).to(dev)
+        colors0 = _sample_image(photo, cam.project(rig.base)).to(dev)
         state = _State(
             raw_offset=torch.zeros(len(rig.base), device=dev),
             colors=colors0,
@@ -173,14 +171,14 @@ class FitEngine:
         with torch.no_grad():
             offsets = _offsets(state.raw_offset, tpl_d.neighbours, tpl_d.cap)
             gauss = _posed(rig, tpl_d, offsets, state.colors, state.log_scale)
-            uvz = _project(gauss.means, cam.to(dev))
+            uv = cam.to(dev).project(gauss.means)
             # where the fitted body sticks out of the mask the refinement paints splats the
             # background's colour; they are filled from the person instead
-            on_person = _sample_image(mask_d[..., None].expand(-1, -1, 3), uvz)[:, 0] > 0.5
+            on_person = _sample_image(mask_d[..., None].expand(-1, -1, 3), uv)[:, 0] > 0.5
             seen = _visible_fraction(gauss, cam.to(dev)) * on_person
             view = F.normalize(cam.center.to(dev) - gauss.means, dim=-1)
             facing = (F.normalize(rig.direction, dim=-1) * view).sum(-1).abs()
-            colors = _fill_hidden(state.colors, seen, facing, tpl_d, uvz)
+            colors = _fill_hidden(state.colors, seen, facing, tpl_d, uv)
             visible = seen >= _VISIBLE
         avatar = self._avatar(tpl, offsets.cpu(), colors.cpu(), state.log_scale.cpu(), betas).to(dev)
         report(0.95, "fit: scoring the input view")
@@ -277,22 +275,16 @@ class _Rig:
     quats: torch.Tensor
 
     @classmethod
-    def build(cls, tpl: _Template, body: Body, betas: torch.Tensor, full_pose: torch.Tensor,
-              transl: torch.Tensor) -> _Rig:
-        """The same LBS as ``Avatar.pose``, linearised in the canonical point."""
-        space = tpl.space
-        W = space.weights
-        T0 = (W @ space.neutral_transforms.reshape(skeleton.NUM_JOINTS, 16)).reshape(-1, 4, 4)
-        z = (T0[:, :3, :3] @ space.points[:, :, None])[..., 0] + T0[:, :3, 3]
-        z = z + torch.einsum("ncb,b->nc", space.shapedirs, betas)
-        _, A = batch_rigid_transform(axis_angle_to_matrix(full_pose[None]), body.shaped_joints(betas)[None],
-                                     skeleton.PARENTS)
-        T = (W @ A[0].reshape(skeleton.NUM_JOINTS, 16)).reshape(-1, 4, 4)
-        M = T[:, :3, :3] @ T0[:, :3, :3]
-        base = (T[:, :3, :3] @ z[..., None])[..., 0] + T[:, :3, 3] + transl
-        direction = (M @ tpl.normals[..., None])[..., 0]
-        q_rig = F.normalize(matrix_to_quaternion(M), dim=-1)
-        return cls(base, direction, quaternion_multiply(q_rig, _align_z(tpl.normals)))
+    def build(cls, avatar: Avatar, normals: torch.Tensor, full_pose: torch.Tensor, transl: torch.Tensor) -> _Rig:
+        """The rig of ``avatar`` (Gaussians at zero offset) in ``full_pose`` [55,3] moved by ``transl`` [3].
+
+        ``Avatar.pose`` is affine in the canonical point, so posing the Gaussians as they are and a
+        metre out along their canonical ``normals`` [N,3] gives the base and the direction.
+        """
+        g = avatar.gaussians
+        out = replace(avatar, gaussians=g.replace(means=g.means + normals))
+        base, tip = (a.pose(full_pose[None], trans=transl[None]).frame(0) for a in (avatar, out))
+        return cls(base.means, tip.means - base.means, base.quats)
 
     def to(self, device) -> _Rig:
         return _Rig(self.base.to(device), self.direction.to(device), self.quats.to(device))
@@ -389,25 +381,13 @@ def _level(cam: Camera, photo: torch.Tensor, mask: torch.Tensor, level: float):
     h, w = max(8, round(cam.height * level)), max(8, round(cam.width * level))
     both = torch.cat([photo, mask[..., None]], dim=-1).permute(2, 0, 1)[None]
     small = F.interpolate(both, size=(h, w), mode="area")[0].permute(1, 2, 0)
-    K = cam.K.clone()
-    K[0] *= w / cam.width
-    K[1] *= h / cam.height
-    return Camera(K, cam.viewmat, w, h).to(photo.device), small[..., :3].contiguous(), small[..., 3].contiguous()
+    return cam.scaled(h, w).to(photo.device), small[..., :3].contiguous(), small[..., 3].contiguous()
 
 
-def _project(points: torch.Tensor, cam: Camera) -> torch.Tensor:
-    """Pixel coordinates [N,2] (x, y; pixel centres at +0.5) and camera depth as a third column."""
-    V, K = cam.viewmat.to(points), cam.K.to(points)
-    pc = points @ V[:3, :3].T + V[:3, 3]
-    z = pc[:, 2].clamp_min(1e-6)
-    uv = (pc[:, :2] / z[:, None]) @ K[:2, :2].T + K[:2, 2]
-    return torch.cat([uv, pc[:, 2:3]], dim=-1)
-
-
-def _sample_image(image: torch.Tensor, uvz: torch.Tensor) -> torch.Tensor:
-    """Bilinear colours [N,3] of ``image`` [H,W,3] at pixel coordinates (border-clamped)."""
+def _sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear colours [N,3] of ``image`` [H,W,3] at pixel coordinates [N,2] (border-clamped)."""
     H, W = image.shape[:2]
-    grid = torch.stack([uvz[:, 0] / W * 2 - 1, uvz[:, 1] / H * 2 - 1], dim=-1).to(image)
+    grid = torch.stack([uv[:, 0] / W * 2 - 1, uv[:, 1] / H * 2 - 1], dim=-1).to(image)
     out = F.grid_sample(image.permute(2, 0, 1)[None], grid[None, :, None], mode="bilinear",
                         padding_mode="border", align_corners=False)
     return out[0, :, :, 0].T.contiguous()
@@ -425,8 +405,7 @@ def _visible_fraction(gauss: Gaussians, cam: Camera) -> torch.Tensor:
         out = render(gauss.replace(colors=colors), cam, background=0.0)
         out.rgb[..., 0].sum().backward()
     weight = colors.grad[:, 0]
-    uvz = _project(gauss.means, cam)
-    z = uvz[:, 2].clamp_min(1e-3)
+    z = cam.world_to_camera(gauss.means)[:, 2].clamp_min(1e-3)
     f = float(cam.K[0, 0])
     s = gauss.scales[:, :2].mean(-1)
     normal = quaternion_to_matrix(gauss.quats)[:, :, 2]
@@ -437,9 +416,9 @@ def _visible_fraction(gauss: Gaussians, cam: Camera) -> torch.Tensor:
 
 
 def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor, tpl: _Template,
-                 uvz: torch.Tensor) -> torch.Tensor:
+                 uv: torch.Tensor) -> torch.Tensor:
     """Colours for what the photo does not show, from what it shows well (``seen`` = visible fraction,
-    ``facing`` = |cos| between the posed normal and the view ray).
+    ``facing`` = |cos| between the posed normal and the view ray, ``uv`` = pixel coordinates).
 
     Per body part (not the head): the well-seen Gaussian of the same part at the nearest image
     position, i.e. the front seen through the body; where that part is covered in the photo (an arm
@@ -456,7 +435,7 @@ def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor,
     if not fill.any() or not src_ok.any():
         return colors.clone()
     part = tpl.part.cpu().numpy()
-    uv = uvz[:, :2].cpu().double().numpy()
+    uv = uv.cpu().double().numpy()
     pts = tpl.space.points.double().numpy()
     col = colors.cpu().numpy()
     # parts are kept apart by an offset far larger than any image or body distance

@@ -88,17 +88,15 @@ def _zoom_to_fit(cam: Camera, hulls: list[torch.Tensor], margin: float) -> Camer
     """``cam`` with its focal length shrunk just enough (never grown) that every point is inside;
     None when a point is behind the camera, which no zoom can fix."""
     scale = 1.0
+    size = torch.tensor([cam.width, cam.height], dtype=cam.K.dtype)
     for f, pts in enumerate(hulls):
-        V, K = cam.viewmat[f], cam.K[f]
-        p = pts @ V[:3, :3].T + V[:3, 3]
-        if bool((p[:, 2] < 0.05).any()):
+        view = cam[f]
+        if bool((view.world_to_camera(pts)[:, 2] < 0.05).any()):
             return None
-        for axis, size in ((0, cam.width), (1, cam.height)):
-            off = K[axis, axis] * p[:, axis] / p[:, 2]  # pixel offset from the principal point
-            c = K[axis, 2]
-            room = torch.where(off > 0, (1 - margin) * size - c, c - margin * size)
-            need = off.abs().clamp_min(1e-9)
-            scale = min(scale, float((room / need).min()))
+        c = view.K[:2, 2]
+        off = view.project(pts) - c  # pixel offsets from the principal point
+        room = torch.where(off > 0, (1 - margin) * size - c, c - margin * size)
+        scale = min(scale, float((room / off.abs().clamp_min(1e-9)).min()))
     if scale <= 0:
         return None
     K = cam.K.clone()

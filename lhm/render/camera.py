@@ -52,6 +52,36 @@ class Camera:
         t = self.viewmat[..., :3, 3:]
         return -(R.transpose(-1, -2) @ t)[..., 0]
 
+    def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
+        """World points [...,N,3] in camera coordinates [...,N,3] (z = depth); leading dims broadcast with the batch."""
+        V = self.viewmat.to(points)
+        return points @ V[..., :3, :3].transpose(-1, -2) + V[..., None, :3, 3]
+
+    def project(self, points: torch.Tensor) -> torch.Tensor:
+        """Pixel coordinates [...,N,2] (pixel centres at +0.5) of world points [...,N,3].
+
+        Leading dims broadcast with the batch; depth is clamped at 1e-6 so points on or behind the
+        camera plane stay finite.
+        """
+        p = self.world_to_camera(points)
+        K = self.K.to(points)
+        uv = p[..., :2] / p[..., 2:].clamp_min(1e-6)
+        return uv @ K[..., :2, :2].transpose(-1, -2) + K[..., None, :2, 2]
+
+    def scaled(self, height: int, width: int | None = None) -> "Camera":
+        """The same view on the image resized to ``height`` rows and ``width`` columns.
+
+        ``width`` defaults to the width scaled like the height, rounded; K is scaled per axis by
+        the actual size ratios, so pixel coordinates scale exactly with the image.
+        """
+        s = height / self.height
+        if width is None:
+            width = round(self.width * s)
+        K = self.K.clone()
+        K[..., 0, :] *= width / self.width
+        K[..., 1, :] *= s
+        return Camera(K, self.viewmat, width, height)
+
     @staticmethod
     def intrinsics(width: int, height: int, fov_y_deg: float | None = None, focal: float | None = None,
                    dtype=torch.float32) -> torch.Tensor:
