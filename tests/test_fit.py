@@ -227,3 +227,34 @@ def test_prepare_warns_when_the_body_cannot_match_the_cut_out():
     mask[150:300, 50:550] = 1.0  # a wide band: nothing like a body
     person = prepare(rgb, mask)
     assert person.fit.iou < POOR_FIT_IOU and any("matches the cut-out poorly" in w for w in person.warnings)
+
+
+def test_crop_records_where_the_person_runs_out_of_the_photo():
+    rgb, mask = _box_image(H=300, W=200, box=(0, 40, 70, 300))  # runs into the left and bottom borders
+    crop = crop_person(rgb, mask)
+    assert set(crop.cut) == {"left", "bottom"}
+    assert crop.cut["bottom"] == pytest.approx(crop.mask.shape[0])  # the crop ends with the photo
+    left = crop.cut["left"]
+    assert left == pytest.approx(-crop.box[0] * crop.scale) and left > 1  # the side padding lies beyond it
+    known = crop.known()
+    assert not known[:, : int(left) - 1].any() and known[:, int(left) + 1:].all()
+    assert crop.known(64, 40).shape == (64, 40)
+    assert crop_person(*_box_image()).cut == {}  # a person inside the photo
+
+
+def test_fit_of_a_photo_that_ends_at_the_hips(free_body):
+    """An upper-body photo gets a body of the right size whose legs go on below the photo, not a whole standing
+    body squeezed into it (which halves the head)."""
+    rgb, mask, head_uv = synthetic_person(free_body, "arms_down")
+    ys = np.nonzero(mask.max(1) >= 0.5)[0]
+    cut = int(ys[0] + 0.5 * (ys[-1] - ys[0]))  # about the hips
+    crop = crop_person(rgb[:cut], mask[:cut])
+    assert "bottom" in crop.cut
+    fit = fit_body(crop, free_body)
+    assert fit.iou >= 0.85, f"IoU {fit.iou:.3f}"
+    true_head = float((head_uv[:, 1].max() - head_uv[:, 1].min()) * crop.scale)
+    fitted_head = fit.head_box[3] - fit.head_box[1]
+    assert 0.75 < fitted_head / true_head < 1.35, (fitted_head, true_head)
+    posed = free_body.pose(fit.full_pose, fit.betas, fit.transl)
+    feet = fit.camera.project(posed.joints[[J["left_ankle"], J["right_ankle"]]])
+    assert float(feet[:, 1].min()) > 1.3 * crop.mask.shape[0]  # far below the photo's bottom edge

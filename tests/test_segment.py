@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from lhm.preprocess.segmentation import grabcut, segment
 from lhm.preprocess.types import LoadedImage
 
 PERSON = (200, 40, 60)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def person_silhouette(height: int, width: int, cx: float = 0.5, top: float = 0.08, tall: float = 0.84) -> np.ndarray:
@@ -296,3 +298,19 @@ def test_loaded_photo_round_trip(offline_home, tmp_path):
     Image.fromarray(rgb).save(path, quality=95)
     seg = segment(load_image(path), method="grabcut")
     assert iou(seg.mask, sil) > 0.8
+
+
+def test_prepare_refines_a_grabcut_mask_with_the_fitted_body(offline_home):
+    """The astronaut photo offline: GrabCut alone splits the head off at the dark collar and keeps the model
+    rocket beside her; the body fitted to it seeds a second cut that holds the neck and drops the rocket."""
+    from lhm.preprocess import prepare
+
+    rgb = load_image(EXAMPLES / "astronaut.jpg").rgb
+    first = segment(LoadedImage(rgb), method="grabcut").mask
+    neck, rocket = (slice(185, 215), slice(205, 245)), (slice(20, 150), slice(400, 440))
+    assert first[neck].mean() < 0.5 and first[rocket].mean() > 0.5  # what goes wrong without the body
+    person = prepare(rgb)
+    mask = person.segmentation.mask
+    assert person.segmentation.method == "grabcut"
+    assert mask[neck].mean() > 0.9 and mask[rocket].mean() < 0.05
+    assert person.crop.cut == {"bottom": person.crop.mask.shape[0]} and person.fit.iou > 0.85

@@ -136,7 +136,7 @@ class FitEngine:
         t_start = time.perf_counter()
         report = progress or (lambda fraction, desc: None)
         report(0.0, "fit: preparing Gaussians")
-        photo, mask, cam = _inputs(person)
+        photo, mask, known, cam = _inputs(person)
         tpl = self._get_template()
         body = self.body
         fit = person.fit
@@ -149,7 +149,7 @@ class FitEngine:
         dev = self.device
         tpl_d = _to(tpl, dev)
         rig = rig.to(dev)
-        photo_d, mask_d = photo.to(dev), mask.to(dev)
+        photo_d, mask_d, known_d = photo.to(dev), mask.to(dev), known.to(dev)
 
         colors0 = _sample_image(photo, cam.project(rig.base)).to(dev)
         state = _State(
@@ -162,11 +162,11 @@ class FitEngine:
         for level, n_steps in zip((0.25, 0.5, 1.0), self.steps):
             if n_steps == 0:
                 continue
-            cam_l, target_l, mask_l = _level(cam, photo_d, mask_d, level)
+            cam_l, target_l, mask_l, known_l = _level(cam, level, photo_d, mask_d, known_d)
             def tick(k, start=done, desc=f"fit: refining at {level:g}x"):
                 report(0.05 + 0.75 * (start + k) / total, desc)
 
-            done += self._refine(state, rig, tpl_d, cam_l, target_l, mask_l, n_steps, level, tick)
+            done += self._refine(state, rig, tpl_d, cam_l, target_l, mask_l, known_l, n_steps, level, tick)
         report(0.85, "fit: filling hidden surfaces")
         with torch.no_grad():
             offsets = _offsets(state.raw_offset, tpl_d.neighbours, tpl_d.cap)
@@ -185,16 +185,17 @@ class FitEngine:
         with torch.no_grad():
             posed = avatar.pose(fit.full_pose[None].float().to(dev), trans=fit.transl[None].float().to(dev))
             out = render(posed.frame(0), cam.to(dev), background=1.0)
-        iou, psnr = _scores(out.rgb.cpu(), out.alpha[..., 0].cpu(), photo, mask)
+        iou, psnr = _scores(out.rgb.cpu(), out.alpha[..., 0].cpu(), photo, mask, known)
         avatar.info.update({"engine": "fit", "iou": iou, "psnr": psnr})
         report(1.0, "fit: done")
         return FitResult(avatar, offsets.cpu(), visible.cpu(), iou, psnr, time.perf_counter() - t_start)
 
     # ------------------------------------------------------------------------------------------
     def _refine(self, state: _State, rig: _Rig, tpl: _Template, cam: Camera,
-                target: torch.Tensor, mask: torch.Tensor, n_steps: int, level: float,
+                target: torch.Tensor, mask: torch.Tensor, known: torch.Tensor, n_steps: int, level: float,
                 tick: Callable[[int], None]) -> int:
-        """Adam on offsets, colours and sizes against the photo at one resolution; returns steps run."""
+        """Adam on offsets, colours and sizes against the photo at one resolution (pixels beyond a cut border of
+        the photo, ``known`` 0, left free); returns steps run."""
         params = [state.raw_offset, state.colors, state.log_scale]
         for p in params:
             p.requires_grad_(True)
@@ -218,7 +219,7 @@ class FitEngine:
                 g = g.replace(scales=g.scales * math.sqrt(stride))
             out = render(g, cam, background=1.0)
             rgb, alpha = out.rgb, out.alpha[..., 0]
-            loss = (rgb - target).abs().mean() + 2.0 * ((alpha - mask) ** 2).mean()
+            loss = ((rgb - target).abs() * known[..., None]).mean() + 2.0 * (known * (alpha - mask) ** 2).mean()
             # the person fills a fraction of the frame: an extra term inside the mask keeps its
             # colours from being outweighed by the easy background
             loss = loss + (rgb - target)[inside].abs().mean() * 0.5
@@ -356,7 +357,8 @@ def _align_z(normals: torch.Tensor) -> torch.Tensor:
     return F.normalize(q, dim=-1)
 
 
-def _inputs(person: PersonImage) -> tuple[torch.Tensor, torch.Tensor, Camera]:
+def _inputs(person: PersonImage) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Camera]:
+    """The crop's photo on white, its mask, its known pixels (``PersonCrop.known``) as float, and the camera."""
     crop, fit = person.crop, person.fit
     rgb = np.asarray(crop.rgb, dtype=np.float32)
     mask = np.asarray(crop.mask, dtype=np.float32)
@@ -371,17 +373,18 @@ def _inputs(person: PersonImage) -> tuple[torch.Tensor, torch.Tensor, Camera]:
     m = torch.from_numpy(mask).clamp(0, 1)
     # the photo outside the person is replaced by the white background the avatar is rendered on
     photo = torch.from_numpy(rgb).clamp(0, 1) * m[..., None] + (1 - m[..., None])
-    return photo, m, Camera(cam.K.float().cpu(), cam.viewmat.float().cpu(), cam.width, cam.height)
+    known = torch.from_numpy(crop.known().astype(np.float32))
+    return photo, m, known, Camera(cam.K.float().cpu(), cam.viewmat.float().cpu(), cam.width, cam.height)
 
 
-def _level(cam: Camera, photo: torch.Tensor, mask: torch.Tensor, level: float):
-    """Camera, photo and mask at ``level`` times the crop resolution."""
+def _level(cam: Camera, level: float, photo: torch.Tensor, *maps: torch.Tensor):
+    """Camera, photo [H,W,3] and single-channel maps [H,W] at ``level`` times the crop resolution."""
     if level == 1.0:
-        return cam.to(photo.device), photo, mask
+        return cam.to(photo.device), photo, *maps
     h, w = max(8, round(cam.height * level)), max(8, round(cam.width * level))
-    both = torch.cat([photo, mask[..., None]], dim=-1).permute(2, 0, 1)[None]
+    both = torch.cat([photo, *(m[..., None] for m in maps)], dim=-1).permute(2, 0, 1)[None]
     small = F.interpolate(both, size=(h, w), mode="area")[0].permute(1, 2, 0)
-    return cam.scaled(h, w).to(photo.device), small[..., :3].contiguous(), small[..., 3].contiguous()
+    return cam.scaled(h, w).to(photo.device), small[..., :3].contiguous(), *small[..., 3:].unbind(-1)
 
 
 def _sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -472,9 +475,10 @@ def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor,
     return torch.from_numpy(t * col + (1 - t) * filled).to(colors)
 
 
-def _scores(rgb: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
-    """Silhouette IoU and PSNR (dB) inside the mask of a render against the photo."""
-    iou = silhouette_iou(alpha.numpy(), mask.numpy())
+def _scores(rgb: torch.Tensor, alpha: torch.Tensor, photo: torch.Tensor, mask: torch.Tensor,
+            known: torch.Tensor) -> tuple[float, float]:
+    """Silhouette IoU over the known pixels and PSNR (dB) inside the mask of a render against the photo."""
+    iou = silhouette_iou(alpha.numpy(), mask.numpy(), known.numpy() > 0.5)
     m = mask > 0.5
     mse = float(((rgb - photo) ** 2)[m].mean()) if m.any() else 0.0
     psnr = 10 * math.log10(1.0 / max(mse, 1e-10))

@@ -8,15 +8,16 @@ from __future__ import annotations
 from ..body import Body, load_body
 from ..errors import InputError
 from .crop import crop_person, lhm_inputs
-from .fit import fit_body
+from .fit import body_silhouette, fit_body, silhouette_iou
 from .image import load_image
-from .segmentation import segment
+from .segmentation import GRABCUT_SIDE, refine, segment
 from .types import BodyFit, LoadedImage, PersonCrop, PersonImage, Segmentation
 
 __all__ = ["BodyFit", "InputError", "LoadedImage", "PersonCrop", "PersonImage", "Segmentation", "crop_person",
            "fit_body", "lhm_inputs", "load_image", "prepare", "segment"]
 
 
+REFIT_IOU = 0.97  # a refined mask that overlaps the first one less than this is worth fitting the body again
 POOR_FIT_IOU = 0.75  # synthetic people fit at 0.83-0.90; a cut-out of grass and tripod fits at 0.69
 
 
@@ -40,11 +41,20 @@ def prepare(image, mask=None, *, body: Body | None = None, remove_background: bo
         seg = segment(loaded, method="alpha")
     else:
         seg = segment(loaded, mask=mask, model=segmentation_model)
+    body = body if body is not None else load_body("free")
     report(0.3, "cropping")
     crop = crop_person(loaded.rgb, seg.mask)
     report(0.4, "fitting the body")
-    fit = fit_body(crop, body if body is not None else load_body("free"),
-                   progress=lambda f, desc: report(0.4 + 0.6 * f, desc))
+    fit = fit_body(crop, body, progress=lambda f, desc: report(0.4 + 0.3 * f, desc))
+    if seg.method == "grabcut":
+        # a colour-only mask may hold background or miss dark parts: the fitted body seeds a better one, and the
+        # body is fitted again when the mask changed
+        report(0.7, "refining the cut-out")
+        head = (fit.head_box[3] - fit.head_box[1]) / crop.scale
+        refined = refine(loaded, seg, body_silhouette(fit, crop, body, loaded.rgb.shape[:2], GRABCUT_SIDE), head)
+        if silhouette_iou(refined.mask, seg.mask) < REFIT_IOU:
+            seg, crop = refined, crop_person(loaded.rgb, refined.mask)
+            fit = fit_body(crop, body, progress=lambda f, desc: report(0.7 + 0.3 * f, desc))
     warnings = [*loaded.warnings, *seg.warnings]
     if fit.iou < POOR_FIT_IOU:
         warnings.append(f"The body matches the cut-out poorly (overlap {fit.iou:.0%}): the cut-out may hold background "

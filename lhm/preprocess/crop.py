@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .segmentation import cut_edges
 from .types import PersonCrop
 
 ASPECT = 5.0 / 3.0  # height / width of the LHM framing
@@ -80,8 +81,12 @@ def crop_person(rgb: np.ndarray, mask: np.ndarray, height: int = 640) -> PersonC
     img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
     msk = cv2.resize(msk, (width, height), interpolation=cv2.INTER_AREA)
     box = (float(l - left), float(t - top), float(r + right), float(b))
-    return PersonCrop(rgb=np.clip(img, 0.0, 1.0), mask=np.clip(msk, 0.0, 1.0), box=box,
-                      scale=height / (box[3] - box[1]))
+    scale = height / (box[3] - box[1])
+    H, W = mask.shape
+    border = {"left": -box[0] * scale, "right": (W - box[0]) * scale, "top": -box[1] * scale,
+              "bottom": (H - box[1]) * scale}
+    return PersonCrop(rgb=np.clip(img, 0.0, 1.0), mask=np.clip(msk, 0.0, 1.0), box=box, scale=scale,
+                      cut={side: border[side] for side in cut_edges(mask)})
 
 
 def _center_crop_according_to_mask(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -52,6 +52,9 @@ STAGES = ((60, 0.45), (120, 0.35), (200, 0.2))
 DEFAULT_STEPS = 80
 # left-shoulder elevations (degrees from horizontal, about +z) the arms may start from
 ARM_CANDIDATES_DEG = (-START_ARM_DROP_DEG, -25.0, 15.0, 55.0)
+# shares of the body's height, from the top of the head, that a photo cut off at the bottom may show: whole,
+# to the knees, to the hips, to the waist, to the chest
+VISIBLE_SHARES = (1.0, 0.75, 0.55, 0.42, 0.32)
 _FG_GRID = (80, 48)  # the grid of mask outline pixels the chamfer term covers
 # prior weights, per radian squared of each joint's rotation away from the start pose
 _PRIOR = {"spine1": 1.0, "spine2": 1.0, "spine3": 1.0, "neck": 1.0, "head": 0.5, "left_collar": 4.0,
@@ -88,15 +91,6 @@ def crop_camera(height: int, width: int) -> Camera:
     focal = max(height, width) / (2.0 * math.tan(math.radians(FOV_LONG_SIDE_DEG / 2)))
     K = Camera.intrinsics(width, height, focal=focal)
     return Camera(K, torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0])), width, height)
-
-
-def _scaled_camera(camera: Camera, height: int) -> Camera:
-    s = height / camera.height
-    width = round(camera.width * s)
-    K = camera.K.clone()
-    K[0] *= width / camera.width
-    K[1] *= s
-    return Camera(K, camera.viewmat, width, height)
 
 
 def _body_points(body: Body) -> torch.Tensor:
@@ -136,12 +130,6 @@ class _Model:
                                      skeleton.PARENTS)[0]
 
 
-def _project(camera: Camera, pts: torch.Tensor) -> torch.Tensor:
-    cam = pts @ camera.viewmat[:3, :3].T + camera.viewmat[:3, 3]
-    uv = cam[:, :2] / cam[:, 2:].clamp_min(1e-3)
-    return uv * camera.K.diagonal()[:2] + camera.K[:2, 2]
-
-
 def _splats(means: torch.Tensor) -> Gaussians:
     n = means.shape[0]
     return Gaussians(means, means.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(n, 4),
@@ -157,23 +145,46 @@ def _limit_penalty(full_pose: torch.Tensor, table: torch.Tensor, right: torch.Te
     return excess.square().sum()
 
 
-def _targets(mask: np.ndarray, height: int, width: int):
-    m = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+def _targets(crop: PersonCrop, height: int, width: int):
+    """Mask, distance to the person and the person's outline at ``height`` x ``width``, and the known pixels.
+
+    Beyond a cut border (the photo ends, the person goes on) the crop is padding: there the distance is 0
+    (the person may be there) and the photo's border is not part of the outline.
+    """
+    m = cv2.resize(crop.mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    known = crop.known(height, width)
+    inside = m >= 0.5
     # distance (in units of the image height) from each pixel to the person, for points outside
-    dist = cv2.distanceTransform((m < 0.5).astype(np.uint8), cv2.DIST_L2, 3) / height
-    inside = (m >= 0.5).astype(np.uint8)
-    ys, xs = np.nonzero(inside - cv2.erode(inside, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    dist = cv2.distanceTransform((~inside & known).astype(np.uint8), cv2.DIST_L2, 3) / height
+    solid = np.pad((inside | ~known).astype(np.uint8), 1)
+    for side, edge in (("top", solid[0]), ("bottom", solid[-1]), ("left", solid[:, 0]), ("right", solid[:, -1])):
+        if side in crop.cut:
+            edge[:] = 1
+    eroded = cv2.erode(solid, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)[1:-1, 1:-1]
+    ys, xs = np.nonzero(inside & (eroded == 0))
     fg = np.stack([(xs + 0.5) / width, (ys + 0.5) / height], axis=1).astype(np.float32)
-    return torch.from_numpy(m), torch.from_numpy(dist.astype(np.float32)), torch.from_numpy(fg)
+    return (torch.from_numpy(m), torch.from_numpy(dist.astype(np.float32)), torch.from_numpy(fg),
+            torch.from_numpy(known.astype(np.float32)))
 
 
-def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+def _open_bounds(crop: PersonCrop) -> torch.Tensor:
+    """(left, top, right, bottom) in crop fractions beyond which points are free: the cut borders, else +-inf."""
+    h, w = crop.mask.shape
+    c = crop.cut
+    return torch.tensor([c["left"] / w if "left" in c else -math.inf, c["top"] / h if "top" in c else -math.inf,
+                         c["right"] / w if "right" in c else math.inf, c["bottom"] / h if "bottom" in c else math.inf])
+
+
+def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     """Mean squared distance of points outside the mask to it, plus of the mask outline to the nearest point.
 
-    uv [N,2] and outline [M,2] in image fractions; dist: the mask's distance transform (image heights).
+    uv [N,2] and outline [M,2] in image fractions; dist: the mask's distance transform (image heights);
+    points beyond ``bounds`` (``_open_bounds``) are past a cut border of the photo and cost nothing.
     """
     outside = F.grid_sample(dist[None, None], (uv * 2 - 1)[None, None], align_corners=False,
                             padding_mode="border")[0, 0, 0]
+    free = (uv < bounds[:2]).any(1) | (uv > bounds[2:]).any(1)
+    outside = torch.where(free, torch.zeros_like(outside), outside)
     # nearest point chosen without gradient: a dense cdist backward is slow
     with torch.no_grad():
         nearest = torch.cdist(outline, uv).argmin(1)
@@ -181,7 +192,7 @@ def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor) -> tor
 
 
 def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera: Camera,
-                 dist: torch.Tensor, outline: torch.Tensor) -> torch.Tensor:
+                 dist: torch.Tensor, outline: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     """The start pose with each arm's elevation picked from ARM_CANDIDATES_DEG by the chamfer term.
 
     Gradients cannot swing an arm from the side to overhead (the way passes through background),
@@ -196,32 +207,80 @@ def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera
             cand[J["left_shoulder"], 2] = math.radians(left)
             cand[J["right_shoulder"], 2] = -math.radians(right)
             pts, _ = model.pose(cand, betas, transl)
-            cost = float(_chamfer(_project(camera, pts) / size, dist, outline))
+            cost = float(_chamfer(camera.project(pts) / size, dist, outline, bounds))
             if cost < best_cost:
                 best, best_cost = cand, cost
     return best
 
 
+def _choose_start(model: _Model, crop: PersonCrop, camera: Camera, outline: torch.Tensor,
+                  bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start pose and translation: the arms as ``_choose_arms`` picks them and, for a person cut off at the
+    bottom of the photo, how much of the body the photo shows (VISIBLE_SHARES), by the coarse fitting loss.
+
+    A photo that ends at the waist would otherwise get a whole standing body squeezed into it.
+    """
+    coarse = camera.scaled(STAGES[0][0])
+    target, dist, _, known = _targets(crop, coarse.height, coarse.width)
+    size = torch.tensor([coarse.width, coarse.height], dtype=torch.float32)
+    betas = torch.zeros(model.shapedirs.shape[-1])
+    best, best_cost = None, math.inf
+    for share in VISIBLE_SHARES if "bottom" in crop.cut else (1.0,):
+        transl = _initial_transl(model, start_pose(), betas, camera, crop.mask, share)
+        pose = _choose_arms(model, start_pose(), transl, coarse, dist, outline, bounds)
+        pts, _ = model.pose(pose, betas, transl)
+        alpha = render(_splats(pts), coarse, 0.0).alpha[..., 0]
+        cost = float((known * (alpha - target).square()).mean()
+                     + 10.0 * _chamfer(coarse.project(pts) / size, dist, outline, bounds))
+        if cost < best_cost:
+            best, best_cost = (pose, transl), cost
+    return best
+
+
 def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, camera: Camera,
-                    mask: np.ndarray) -> torch.Tensor:
-    """Translation that makes the start pose's height and centre match the mask box (pinhole, analytic)."""
+                    mask: np.ndarray, share: float = 1.0) -> torch.Tensor:
+    """Translation that puts the top of the start pose at the top of the mask box, centred across it, with the
+    top ``share`` of the body's height spanning the box's height (pinhole, analytic)."""
     ys, xs = np.nonzero(mask >= 0.5)
     pts, _ = model.pose(pose, betas, torch.zeros(3))
     lo, hi = pts.amin(0), pts.amax(0)
     f = float(camera.K[1, 1])
-    depth = f * float(hi[1] - lo[1]) / max(float(ys.max() - ys.min() + 1), 1.0)
+    depth = f * share * float(hi[1] - lo[1]) / max(float(ys.max() - ys.min() + 1), 1.0)
     u = (xs.min() + xs.max() + 1) / 2.0 - float(camera.K[0, 2])
-    v = (ys.min() + ys.max() + 1) / 2.0 - float(camera.K[1, 2])
+    v = ys.min() - float(camera.K[1, 2])
     # the camera looks along -z from the origin: image right is +x, image down is -y
-    centre = torch.tensor([u * depth / f, -v * depth / f, -depth], dtype=torch.float32)
-    return centre - (lo + hi) / 2
+    top = torch.tensor([u * depth / f, -v * depth / f, -depth], dtype=torch.float32)
+    return top - torch.stack([(lo[0] + hi[0]) / 2, hi[1], (lo[2] + hi[2]) / 2])
 
 
-def silhouette_iou(rendered: np.ndarray, mask: np.ndarray) -> float:
-    """IoU of two silhouettes thresholded at 0.5."""
+def silhouette_iou(rendered: np.ndarray, mask: np.ndarray, known: np.ndarray | None = None) -> float:
+    """IoU of two silhouettes thresholded at 0.5, over the ``known`` pixels (default: all)."""
     a, b = rendered >= 0.5, mask >= 0.5
+    if known is not None:
+        a, b = a & known, b & known
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def body_silhouette(fit: BodyFit, crop: PersonCrop, body: Body, image_size: tuple[int, int],
+                    max_side: int) -> np.ndarray:
+    """The fitted body's alpha over the whole photo (of ``image_size`` (H, W)), its long side at most ``max_side``.
+
+    The crop camera is carried to photo pixels (``x_img = box[0] + x_crop / scale``), then resized.
+    """
+    s = min(1.0, max_side / max(image_size))
+    height, width = max(1, round(image_size[0] * s)), max(1, round(image_size[1] * s))
+    sx, sy = width / image_size[1], height / image_size[0]
+    K = fit.camera.K.clone()
+    K[0] = K[0] / crop.scale * sx
+    K[1] = K[1] / crop.scale * sy
+    K[0, 2] += crop.box[0] * sx
+    K[1, 2] += crop.box[1] * sy
+    camera = Camera(K, fit.camera.viewmat, width, height)
+    body = body.to(torch.float32)
+    with torch.no_grad():
+        posed = body.pose(fit.full_pose.float(), fit.betas.float(), fit.transl.float())
+        return render(_splats(posed.vertices), camera, 0.0).alpha[..., 0].numpy()
 
 
 def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
@@ -244,12 +303,10 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
     camera = crop_camera(H, W)
     body = body.to(torch.float32)
     model = _Model(body, _body_points(body))
-    outline = _targets(crop.mask, *_FG_GRID)[2]
+    outline = _targets(crop, *_FG_GRID)[2]
+    bounds = _open_bounds(crop)
     with torch.no_grad():
-        transl0 = _initial_transl(model, start_pose(), torch.zeros(body.num_betas), camera, crop.mask)
-        coarse = _scaled_camera(camera, STAGES[0][0])
-        start = _choose_arms(model, start_pose(), transl0, coarse,
-                             _targets(crop.mask, coarse.height, coarse.width)[1], outline)
+        start, transl0 = _choose_start(model, crop, camera, outline, bounds)
 
     root = torch.zeros(3, requires_grad=True)
     transl = transl0.clone().requires_grad_(True)
@@ -281,8 +338,8 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
 
     done, total = 0, max(steps, 1)
     for s, (h, share) in enumerate(STAGES):
-        cam = _scaled_camera(camera, h)
-        target, dist, _ = _targets(crop.mask, cam.height, cam.width)
+        cam = camera.scaled(h)
+        target, dist, _, known = _targets(crop, cam.height, cam.width)
         size = torch.tensor([cam.width, cam.height], dtype=torch.float32)
         stage_steps = round(steps * share) if s < len(STAGES) - 1 else steps - done
         chamfer_w = 1.0 if s == 0 else 0.3
@@ -291,8 +348,8 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
             pose = full_pose()
             pts, joints = model.pose(pose, betas, transl)
             alpha = render(_splats(pts), cam, 0.0).alpha[..., 0]
-            loss = (F.mse_loss(alpha, target)
-                    + chamfer_w * 10.0 * _chamfer(_project(cam, pts) / size, dist, outline)
+            loss = ((known * (alpha - target).square()).mean()
+                    + chamfer_w * 10.0 * _chamfer(cam.project(pts) / size, dist, outline, bounds)
                     + 1e-3 * ((prior_w * delta.square()).sum() + root.square().sum())
                     + LIMIT_WEIGHT * _limit_penalty(pose, table, right)
                     + (depth_w * depth_change(pose, joints).square()).sum()
@@ -308,11 +365,12 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
         pts, _ = model.pose(pose, betas, transl)
         alpha = render(_splats(pts), camera, 0.0).alpha[..., 0].numpy()
         posed = body.pose(pose, betas, transl)
-        head = _project(camera, torch.cat([posed.vertices[body.head_mask], posed.joints[J["head"]][None]]))
+        head = camera.project(torch.cat([posed.vertices[body.head_mask], posed.joints[J["head"]][None]]))
     lo, hi = head.amin(0), head.amax(0)
     c, half = (lo + hi) / 2, float((hi - lo).max()) / 2
     head_box = (float(c[0]) - half, float(c[1]) - half, float(c[0]) + half, float(c[1]) + half)
     if progress is not None:
         progress(1.0, "body fitted")
     return BodyFit(camera=camera, full_pose=pose.detach(), betas=betas.detach().clone(),
-                   transl=transl.detach().clone(), head_box=head_box, iou=silhouette_iou(alpha, crop.mask))
+                   transl=transl.detach().clone(), head_box=head_box,
+                   iou=silhouette_iou(alpha, crop.mask, crop.known()))

@@ -24,6 +24,10 @@ GRABCUT_SIDE = 320  # long side GrabCut works at: well under a second, the mask 
 RECT_SIDE = 200  # long side of GrabCut's rectangle seeding, which labels more pixels as unsure and so runs slower
 BAND_INSIDE = 0.9  # share of the centre band's person inside the rectangle's for the two to agree
 BAND_SHARE = 0.4  # the band's person covers at least this share of the rectangle's when they agree (not just a head)
+# body-seeded GrabCut (``refine``), in head heights: how far clothes and hair may reach beyond the fitted body,
+# and how deep inside the body (and how near the first mask) the person is certain
+REFINE_REACH = 0.6
+REFINE_CORE = 0.25
 
 _SESSIONS: dict[tuple[str, tuple[str, ...]], object] = {}
 _DOWNLOAD_FAILED: set[str] = set()  # models whose download failed: not retried by every request of a server
@@ -177,13 +181,22 @@ def grabcut(rgb: np.ndarray) -> np.ndarray:
 
 def _grabcut_pass(rgb: np.ndarray, side: int, band: bool) -> np.ndarray | None:
     """GrabCut at long side ``side`` from the band or rectangle seeds: bool person mask, or None on a flat image."""
-    height, width = rgb.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-    small = cv2.resize(rgb, (small_w, small_h), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    small = _downscaled(rgb, side)
     if float(small.std()) < 2.0:
         return None
-    seeds = _grabcut_seeds(small_h, small_w, band)
+    return _run_grabcut(small, _grabcut_seeds(*small.shape[:2], band))
+
+
+def _downscaled(rgb: np.ndarray, side: int) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    if scale == 1.0:
+        return rgb
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _run_grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's (per-thread) RNG: same photo, same mask
     cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
@@ -202,6 +215,40 @@ def _grabcut_seeds(height: int, width: int, band: bool) -> np.ndarray:
     return seeds
 
 
+def refine(image: LoadedImage, segmentation: Segmentation, body: np.ndarray, head: float) -> Segmentation:
+    """GrabCut again, seeded by the body fitted to ``segmentation``'s mask: a rough colour-only mask made better.
+
+    ``body``: the fitted body's alpha over the photo (any resolution, the photo's aspect); ``head``: the fitted
+    head's height in photo pixels, the unit of how far clothes and hair may reach beyond the body. The body's
+    core where the first mask is (or nearly is) is the person whatever its colour (a dark collar that split the
+    head off); what lies far from the body (a model rocket beside the head, a tripod's legs) or outside both the
+    first mask and the body is background; GrabCut decides the rest. The result is checked like ``segment``'s (the first mask is kept if it holds no person).
+    """
+    small = _downscaled(image.rgb, GRABCUT_SIDE)
+    height, width = small.shape[:2]
+    px = head * height / image.rgb.shape[0]  # a head height at the working size
+    body = cv2.resize(body.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+    first = cv2.resize(segmentation.mask, (width, height), interpolation=cv2.INTER_AREA) >= 0.5
+
+    def grown(m: np.ndarray, reach: float) -> np.ndarray:
+        r = max(1, round(reach * px))
+        return cv2.dilate(m.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
+
+    # the person lies within the first mask or the body, near the body; the first mask beyond the body starts as
+    # background so that it joins the person only when its colours are the body's (clothes, hair, not grass)
+    seeds = np.full((height, width), cv2.GC_BGD, np.uint8)
+    seeds[grown(body, REFINE_REACH) & first] = cv2.GC_PR_BGD
+    seeds[body] = cv2.GC_PR_FGD
+    seeds[~grown(~body, REFINE_CORE) & grown(first, REFINE_CORE)] = cv2.GC_FGD
+    person = _run_grabcut(small, seeds).astype(np.float32)
+    mask = cv2.resize(person, image.rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    try:
+        mask = _check_person(mask, [])  # the same person: the first mask's warnings still hold
+    except InputError:  # the body was fitted to something that is not a person: nothing better to offer
+        return segmentation
+    return Segmentation(mask=mask, method=segmentation.method, warnings=segmentation.warnings)
+
+
 def _check_person(mask: np.ndarray, notes: list[str]) -> np.ndarray:
     height, width = mask.shape
     _, labels, stats, _ = cv2.connectedComponentsWithStats((mask >= 0.5).astype(np.uint8), connectivity=8)
@@ -218,11 +265,11 @@ def _check_person(mask: np.ndarray, notes: list[str]) -> np.ndarray:
     # Keep the person's soft edge (values < 0.5 next to it) but nothing else: other people, specks, halos.
     size = max(3, round(0.01 * max(height, width))) | 1
     near = cv2.dilate(keep.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
-    _, _, box_w, box_h = cv2.boundingRect(keep.astype(np.uint8))
-    edges = _cut_edges(keep, box_w, box_h)
+    edges = cut_edges(keep)
     if edges:
         sides = " and ".join(edges) + (" edges" if len(edges) > 1 else " edge")
         notes.append(f"The person is cut off at the {sides} of the photo; the hidden part will be guessed.")
+    box_h = cv2.boundingRect(keep.astype(np.uint8))[3]
     if box_h < SMALL_PERSON_HEIGHT * height:
         notes.append(f"The person is small in the photo ({box_h / height:.0%} of its height); the avatar will have "
                      "less detail — crop closer or use a larger photo.")
@@ -244,8 +291,13 @@ def _parts_of(boxes: np.ndarray, largest: int) -> np.ndarray:
     return (near & (small | stacked)) | (np.arange(len(boxes)) == largest)
 
 
-def _cut_edges(keep: np.ndarray, box_w: int, box_h: int) -> list[str]:
-    """The image borders the person runs into over at least 5 % of their own width or height."""
+def cut_edges(mask: np.ndarray) -> list[str]:
+    """The image borders ("top", "bottom", "left", "right") the person (``mask >= 0.5``) runs into over at least
+    5 % of their own width or height."""
+    keep = mask >= 0.5
+    if not keep.any():
+        return []
+    _, _, box_w, box_h = cv2.boundingRect(keep.astype(np.uint8))
     lines = {"top": (keep[0], box_w), "bottom": (keep[-1], box_w), "left": (keep[:, 0], box_h),
              "right": (keep[:, -1], box_h)}
     return [side for side, (line, extent) in lines.items() if line.sum() >= max(3, 0.05 * extent)]

@@ -33,13 +33,34 @@ class PersonCrop:
 
     rgb [H,W,3] float32 in [0,1] with the original colours (not whitened); mask [H,W] float32;
     box (x0, y0, x1, y1) of the crop in the loaded image's pixels (may extend past it: padding);
-    scale: crop pixels per loaded-image pixel.
+    scale: crop pixels per loaded-image pixel; cut: the sides ("top", "bottom", "left", "right") where the
+    person runs out of the photo, each with the crop-pixel coordinate (x for left/right, y for top/bottom) of
+    that photo border: beyond it the crop shows padding, not background, so nothing is known there.
     """
 
     rgb: np.ndarray
     mask: np.ndarray
     box: tuple[float, float, float, float]
     scale: float
+    cut: dict[str, float] = field(default_factory=dict)
+
+    def known(self, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """Bool [height, width] (default: the crop's size): pixels inside the photo or beyond an uncut border."""
+        h, w = self.mask.shape
+        height, width = height or h, width or w
+        ys = (np.arange(height) + 0.5) * (h / height)
+        xs = (np.arange(width) + 0.5) * (w / width)
+        rows = np.ones(height, bool)
+        cols = np.ones(width, bool)
+        if "top" in self.cut:
+            rows &= ys >= self.cut["top"]
+        if "bottom" in self.cut:
+            rows &= ys <= self.cut["bottom"]
+        if "left" in self.cut:
+            cols &= xs >= self.cut["left"]
+        if "right" in self.cut:
+            cols &= xs <= self.cut["right"]
+        return rows[:, None] & cols[None, :]
 
 
 @dataclass
