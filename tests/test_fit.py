@@ -258,3 +258,23 @@ def test_fit_of_a_photo_that_ends_at_the_hips(free_body):
     posed = free_body.pose(fit.full_pose, fit.betas, fit.transl)
     feet = fit.camera.project(posed.joints[[J["left_ankle"], J["right_ankle"]]])
     assert float(feet[:, 1].min()) > 1.3 * crop.mask.shape[0]  # far below the photo's bottom edge
+
+
+def test_a_fit_carried_to_another_crop_covers_the_same_pixels(fits, free_body):
+    """``recrop`` keeps the body where it was in the photo, so a refit on the new crop starts in place."""
+    from lhm.preprocess.fit import body_silhouette, recrop, silhouette_iou
+
+    rgb, mask, _ = synthetic_person(free_body, "arms_down")
+    crop, fit, _ = fits["arms_down"]
+    wider = mask.copy()
+    wider[600:640, 20:60] = 1.0  # a speck far to the side makes a bigger, shifted crop
+    other = crop_person(rgb, wider)
+    assert other.box != crop.box
+    moved = recrop(fit, crop, other, free_body)
+    size = mask.shape
+    assert silhouette_iou(body_silhouette(moved, other, free_body, size, 320),
+                          body_silhouette(fit, crop, free_body, size, 320)) > 0.9
+    to_photo = lambda box, c: (c.box[0] + box[0] / c.scale, c.box[1] + box[1] / c.scale)
+    assert to_photo(moved.head_box, other) == pytest.approx(to_photo(fit.head_box, crop), abs=1e-3)
+    refit = fit_body(other, free_body, init=moved)
+    assert refit.iou >= 0.8 and (refit.camera.height, refit.camera.width) == other.mask.shape

@@ -313,4 +313,4 @@ def test_prepare_refines_a_grabcut_mask_with_the_fitted_body(offline_home):
     mask = person.segmentation.mask
     assert person.segmentation.method == "grabcut"
     assert mask[neck].mean() > 0.9 and mask[rocket].mean() < 0.05
-    assert person.crop.cut == {"bottom": person.crop.mask.shape[0]} and person.fit.iou > 0.85
+    assert person.crop.cut["bottom"] == person.crop.mask.shape[0] and person.fit.iou > 0.85

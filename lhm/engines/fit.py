@@ -57,6 +57,10 @@ _PARTS = {
 }
 _HEAD_PART = list(_PARTS).index("head")
 _LEFT_HAND, _RIGHT_HAND = len(_PARTS), len(_PARTS) + 1  # wrists and fingers
+# the part each part hangs from: a part the photo does not show at all (legs below an upper-body photo's
+# edge) continues the clothes of the nearest part up the chain that it does show
+_PARENT_PART = [list(_PARTS).index(p) if p else -1 for p in (
+    None, "torso", "torso", "torso", "torso", "torso", "left_leg", "right_leg", "left_arm", "right_arm")]
 _OPACITY = 0.95
 _FLATNESS = 0.4  # thickness of a splat relative to its width: a shell that stays closed from the side
 # visible fractions (see _visible_fraction): below _HIDDEN a Gaussian's colour is filled from the
@@ -425,7 +429,9 @@ def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor,
 
     Per body part (not the head): the well-seen Gaussian of the same part at the nearest image
     position, i.e. the front seen through the body; where that part is covered in the photo (an arm
-    in front of the torso), the nearest well-seen Gaussian of the part in 3D. The back of the head
+    in front of the torso), the nearest well-seen Gaussian of the part in 3D, and for a part not seen
+    at all, of the nearest part up the body's chain that is (legs below the photo's edge continue the
+    torso's clothes). The back of the head
     takes the nearest colour of the head's outline in the photo (hair, ears), never the face. A few
     neighbour averages over the filled Gaussians hide the seams of that choice; partly seen
     Gaussians (grazing the silhouette) blend their own colour with the filled one.
@@ -459,11 +465,18 @@ def _fill_hidden(colors: torch.Tensor, seen: torch.Tensor, facing: torch.Tensor,
         src[head] = outline[j]
     rest = np.flatnonzero(fill & (src < 0))
     if len(rest):
-        d, j = cKDTree(np.c_[pts[src_ok], part[src_ok] * sep]).query(np.c_[pts[rest], part[rest] * sep])
-        # a part unseen in the photo (a hand behind the back) takes the nearest seen colour of any part
-        far = d > sep / 2
-        if far.any():
-            _, j[far] = cKDTree(pts[src_ok]).query(pts[rest[far]])
+        # a part with nothing seen takes the nearest seen colours of the first part up the chain with some,
+        # and of any part when no such part exists
+        shown = np.zeros(len(_PARENT_PART), bool)
+        shown[np.unique(part[src_ok])] = True
+        donor = np.arange(len(_PARENT_PART))
+        for _ in range(len(_PARENT_PART)):
+            donor = np.where(shown[donor] | (donor < 0), donor, np.take(_PARENT_PART, donor))
+        query = donor[part[rest]]
+        anywhere = query < 0
+        _, j = cKDTree(np.c_[pts[src_ok], part[src_ok] * sep]).query(np.c_[pts[rest], query * sep])
+        if anywhere.any():
+            _, j[anywhere] = cKDTree(pts[src_ok]).query(pts[rest[anywhere]])
         src[rest] = ids_ok[j]
     ids = np.flatnonzero(fill)
     filled = col.copy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..body import Body, load_body
 from ..errors import InputError
 from .crop import crop_person, lhm_inputs
-from .fit import body_silhouette, fit_body, silhouette_iou
+from .fit import body_silhouette, fit_body, recrop
 from .image import load_image
 from .segmentation import GRABCUT_SIDE, refine, segment
 from .types import BodyFit, LoadedImage, PersonCrop, PersonImage, Segmentation
@@ -17,7 +17,7 @@ __all__ = ["BodyFit", "InputError", "LoadedImage", "PersonCrop", "PersonImage", 
            "fit_body", "lhm_inputs", "load_image", "prepare", "segment"]
 
 
-REFIT_IOU = 0.97  # a refined mask that overlaps the first one less than this is worth fitting the body again
+SEED_FIT_STEPS = 40  # the body that seeds a GrabCut mask's refinement needs its place and size, not detail
 POOR_FIT_IOU = 0.75  # synthetic people fit at 0.83-0.90; a cut-out of grass and tripod fits at 0.69
 
 
@@ -45,16 +45,18 @@ def prepare(image, mask=None, *, body: Body | None = None, remove_background: bo
     report(0.3, "cropping")
     crop = crop_person(loaded.rgb, seg.mask)
     report(0.4, "fitting the body")
-    fit = fit_body(crop, body, progress=lambda f, desc: report(0.4 + 0.3 * f, desc))
-    if seg.method == "grabcut":
-        # a colour-only mask may hold background or miss dark parts: the fitted body seeds a better one, and the
-        # body is fitted again when the mask changed
+    # a colour-only mask may hold background or miss dark parts: a quick first body seeds a better one, which
+    # the body is then fitted to, starting from the first
+    grabcut = seg.method == "grabcut"
+    fit = fit_body(crop, body, steps=SEED_FIT_STEPS if grabcut else None,
+                   progress=lambda f, desc: report(0.4 + (0.3 if grabcut else 0.6) * f, desc))
+    if grabcut:
         report(0.7, "refining the cut-out")
         head = (fit.head_box[3] - fit.head_box[1]) / crop.scale
-        refined = refine(loaded, seg, body_silhouette(fit, crop, body, loaded.rgb.shape[:2], GRABCUT_SIDE), head)
-        if silhouette_iou(refined.mask, seg.mask) < REFIT_IOU:
-            seg, crop = refined, crop_person(loaded.rgb, refined.mask)
-            fit = fit_body(crop, body, progress=lambda f, desc: report(0.7 + 0.3 * f, desc))
+        seg = refine(loaded, seg, body_silhouette(fit, crop, body, loaded.rgb.shape[:2], GRABCUT_SIDE), head)
+        first, crop = crop, crop_person(loaded.rgb, seg.mask)
+        fit = fit_body(crop, body, init=recrop(fit, first, crop, body),
+                       progress=lambda f, desc: report(0.7 + 0.3 * f, desc))
     warnings = [*loaded.warnings, *seg.warnings]
     if fit.iou < POOR_FIT_IOU:
         warnings.append(f"The body matches the cut-out poorly (overlap {fit.iou:.0%}): the cut-out may hold background "

@@ -215,26 +215,26 @@ def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera
 
 def _choose_start(model: _Model, crop: PersonCrop, camera: Camera, outline: torch.Tensor,
                   bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start pose and translation: the arms as ``_choose_arms`` picks them and, for a person cut off at the
-    bottom of the photo, how much of the body the photo shows (VISIBLE_SHARES), by the coarse fitting loss.
-
-    A photo that ends at the waist would otherwise get a whole standing body squeezed into it.
+    """Start pose and translation: for a person cut off at the bottom of the photo, how much of the body the
+    photo shows (VISIBLE_SHARES, by the coarse fitting loss of the start pose), then the arms as
+    ``_choose_arms`` picks them. A photo that ends at the waist would otherwise get a whole standing body
+    squeezed into it.
     """
     coarse = camera.scaled(STAGES[0][0])
     target, dist, _, known = _targets(crop, coarse.height, coarse.width)
     size = torch.tensor([coarse.width, coarse.height], dtype=torch.float32)
     betas = torch.zeros(model.shapedirs.shape[-1])
-    best, best_cost = None, math.inf
-    for share in VISIBLE_SHARES if "bottom" in crop.cut else (1.0,):
-        transl = _initial_transl(model, start_pose(), betas, camera, crop.mask, share)
-        pose = _choose_arms(model, start_pose(), transl, coarse, dist, outline, bounds)
-        pts, _ = model.pose(pose, betas, transl)
+
+    def cost(transl: torch.Tensor) -> float:
+        pts, _ = model.pose(start_pose(), betas, transl)
         alpha = render(_splats(pts), coarse, 0.0).alpha[..., 0]
-        cost = float((known * (alpha - target).square()).mean()
+        return float((known * (alpha - target).square()).mean()
                      + 10.0 * _chamfer(coarse.project(pts) / size, dist, outline, bounds))
-        if cost < best_cost:
-            best, best_cost = (pose, transl), cost
-    return best
+
+    shares = VISIBLE_SHARES if "bottom" in crop.cut else (1.0,)
+    placements = [_initial_transl(model, start_pose(), betas, camera, crop.mask, share) for share in shares]
+    transl = min(placements, key=cost) if len(placements) > 1 else placements[0]
+    return _choose_arms(model, start_pose(), transl, coarse, dist, outline, bounds), transl
 
 
 def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, camera: Camera,
@@ -262,55 +262,87 @@ def silhouette_iou(rendered: np.ndarray, mask: np.ndarray, known: np.ndarray | N
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
+def _photo_K(camera: Camera, crop: PersonCrop) -> torch.Tensor:
+    """The crop camera's intrinsics in photo pixels: ``x_img = box[0] + x_crop / scale``."""
+    K = camera.K.clone()
+    K[:2] /= crop.scale
+    K[0, 2] += crop.box[0]
+    K[1, 2] += crop.box[1]
+    return K
+
+
 def body_silhouette(fit: BodyFit, crop: PersonCrop, body: Body, image_size: tuple[int, int],
                     max_side: int) -> np.ndarray:
-    """The fitted body's alpha over the whole photo (of ``image_size`` (H, W)), its long side at most ``max_side``.
-
-    The crop camera is carried to photo pixels (``x_img = box[0] + x_crop / scale``), then resized.
-    """
+    """The fitted body's alpha over the whole photo (of ``image_size`` (H, W)), its long side at most ``max_side``."""
     s = min(1.0, max_side / max(image_size))
     height, width = max(1, round(image_size[0] * s)), max(1, round(image_size[1] * s))
-    sx, sy = width / image_size[1], height / image_size[0]
-    K = fit.camera.K.clone()
-    K[0] = K[0] / crop.scale * sx
-    K[1] = K[1] / crop.scale * sy
-    K[0, 2] += crop.box[0] * sx
-    K[1, 2] += crop.box[1] * sy
-    camera = Camera(K, fit.camera.viewmat, width, height)
+    K = _photo_K(fit.camera, crop)
+    K[0] *= width / image_size[1]
+    K[1] *= height / image_size[0]
     body = body.to(torch.float32)
     with torch.no_grad():
         posed = body.pose(fit.full_pose.float(), fit.betas.float(), fit.transl.float())
-        return render(_splats(posed.vertices), camera, 0.0).alpha[..., 0].numpy()
+        return render(_splats(posed.vertices), Camera(K, fit.camera.viewmat, width, height), 0.0).alpha[..., 0].numpy()
+
+
+def recrop(fit: BodyFit, old: PersonCrop, new: PersonCrop, body: Body) -> BodyFit:
+    """``fit`` (made on crop ``old``) carried to the crop ``new`` of the same photo, to start ``fit_body`` from.
+
+    The pelvis keeps its place in the photo and its depth scales with the focal length in photo pixels, so the
+    body covers the same pixels (up to the perspective of its own depth, which is small).
+    """
+    camera = crop_camera(*new.mask.shape)
+    K_old, K_new = _photo_K(fit.camera, old), _photo_K(camera, new)
+    with torch.no_grad():
+        pelvis = body.to(torch.float32).pose(fit.full_pose.float(), fit.betas.float(), fit.transl.float()).joints[0]
+    c = fit.camera.world_to_camera(pelvis[None])[0]
+    u = (K_old[:2, :2] @ (c[:2] / c[2]) + K_old[:2, 2])  # photo pixels
+    depth = c[2] * K_new[1, 1] / K_old[1, 1]
+    xy = torch.linalg.solve(K_new[:2, :2], u - K_new[:2, 2]) * depth
+    moved = torch.linalg.solve(camera.viewmat[:3, :3], torch.cat([xy, depth[None]]) - camera.viewmat[:3, 3])
+    x0, y0, x1, y1 = fit.head_box
+    to_new = lambda x, axis: (old.box[axis] + x / old.scale - new.box[axis]) * new.scale
+    return BodyFit(camera=camera, full_pose=fit.full_pose.clone(), betas=fit.betas.clone(),
+                   transl=fit.transl + (moved - pelvis), iou=fit.iou,
+                   head_box=(to_new(x0, 0), to_new(y0, 1), to_new(x1, 0), to_new(y1, 1)))
 
 
 def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
-             progress: Callable[[float, str], None] | None = None) -> BodyFit:
+             progress: Callable[[float, str], None] | None = None, init: BodyFit | None = None) -> BodyFit:
     """Fit the body's pose, shape and placement to the crop's silhouette (Adam on CPU, a few seconds).
 
     Returns the crop's fixed camera, full_pose [55,3] (root and the main joints fitted, others 0),
     betas [B], transl [3], the head box in crop pixels (the posed head projected, made square) and
     the silhouette IoU of the final fit at the crop resolution (alpha and mask thresholded at 0.5).
     ``steps`` is the total number of Adam steps (default 80); ``progress(fraction, desc)`` is called
-    once per stage and at the end. Runs single-threaded (see ``lhm.threads.limited_threads``), so results do not
-    depend on the thread settings.
+    once per stage and at the end. ``init``: a fit of this crop to start from (e.g. ``recrop`` of a fit of
+    the same photo on a rougher mask), refined at the finer stages only (default 40 steps), with the priors
+    centred on it. Runs single-threaded (see ``lhm.threads.limited_threads``), so results do not depend on
+    the thread settings.
     """
+    default = DEFAULT_STEPS if init is None else DEFAULT_STEPS // 2
     with limited_threads(torch_threads=1, numba_threads=1):
-        return _fit(crop, body, DEFAULT_STEPS if steps is None else steps, progress)
+        return _fit(crop, body, default if steps is None else steps, progress, init)
 
 
-def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
+def _fit(crop: PersonCrop, body: Body, steps: int, progress, init: BodyFit | None) -> BodyFit:
     H, W = crop.mask.shape
     camera = crop_camera(H, W)
     body = body.to(torch.float32)
     model = _Model(body, _body_points(body))
     outline = _targets(crop, *_FG_GRID)[2]
     bounds = _open_bounds(crop)
-    with torch.no_grad():
-        start, transl0 = _choose_start(model, crop, camera, outline, bounds)
+    if init is None:
+        with torch.no_grad():
+            start, transl0 = _choose_start(model, crop, camera, outline, bounds)
+        betas0, stages = torch.zeros(body.num_betas), STAGES
+    else:
+        start, transl0, betas0 = init.full_pose.float(), init.transl.float(), init.betas.float()
+        stages = tuple((h, share / (1.0 - STAGES[0][1])) for h, share in STAGES[1:])
 
-    root = torch.zeros(3, requires_grad=True)
+    root = start[0].clone().requires_grad_(True)
     transl = transl0.clone().requires_grad_(True)
-    betas = torch.zeros(body.num_betas, requires_grad=True)
+    betas = betas0.clone().requires_grad_(True)
     delta = torch.zeros(len(FIT_JOINTS), 3, requires_grad=True)
     opt = torch.optim.Adam([{"params": [root], "lr": 0.02}, {"params": [transl], "lr": 0.01},
                             {"params": [betas], "lr": 0.05}, {"params": [delta], "lr": 0.04}])
@@ -337,12 +369,12 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress) -> BodyFit:
         return torch.cat([root[None], pose[1:]])
 
     done, total = 0, max(steps, 1)
-    for s, (h, share) in enumerate(STAGES):
+    for s, (h, share) in enumerate(stages):
         cam = camera.scaled(h)
         target, dist, _, known = _targets(crop, cam.height, cam.width)
         size = torch.tensor([cam.width, cam.height], dtype=torch.float32)
-        stage_steps = round(steps * share) if s < len(STAGES) - 1 else steps - done
-        chamfer_w = 1.0 if s == 0 else 0.3
+        stage_steps = round(steps * share) if s < len(stages) - 1 else steps - done
+        chamfer_w = 1.0 if h == STAGES[0][0] else 0.3
         for _ in range(stage_steps):
             opt.zero_grad()
             pose = full_pose()
