@@ -239,6 +239,8 @@ def test_crop_records_where_the_person_runs_out_of_the_photo():
     known = crop.known()
     assert not known[:, : int(left) - 1].any() and known[:, int(left) + 1:].all()
     assert crop.known(64, 40).shape == (64, 40)
+    points = torch.tensor([[left - 1, 10.0], [left + 1, 10.0], [left + 1, crop.cut["bottom"] + 1]])
+    assert crop.beyond(points).tolist() == [True, False, True]
     assert crop_person(*_box_image()).cut == {}  # a person inside the photo
 
 

@@ -131,10 +131,10 @@ def test_rig_poses_like_the_avatar(engine, person):
     offsets, colors, log_scale = torch.rand(n, generator=gen) * tpl.cap, torch.rand(n, 3, generator=gen), torch.zeros(n)
     fit = person.fit
     betas = engine.body._betas(fit.betas)
-    rig = _Rig.build(engine._avatar(tpl, torch.zeros(n), colors, log_scale, betas), tpl.normals, fit.full_pose,
+    rig = _Rig.build(engine._avatar(tpl.space, tpl.normals, tpl.scale * log_scale.exp(), torch.zeros(n), colors, betas), tpl.normals, fit.full_pose,
                      fit.transl)
     ours = _posed(rig, tpl, offsets, colors, log_scale)
-    avatar = engine._avatar(tpl, offsets, colors, log_scale, betas)
+    avatar = engine._avatar(tpl.space, tpl.normals, tpl.scale * log_scale.exp(), offsets, colors, betas)
     truth = avatar.pose(fit.full_pose[None], trans=fit.transl[None]).frame(0)
     torch.testing.assert_close(ours.means, truth.means, atol=1e-5, rtol=0)
     torch.testing.assert_close(quaternion_to_matrix(ours.quats), quaternion_to_matrix(truth.quats), atol=1e-5, rtol=0)
@@ -173,3 +173,30 @@ def test_rejects_bad_input(engine, person):
                         person.fit)
     with pytest.raises(InputError):
         engine.reconstruct_person(small)
+
+
+def test_a_photo_cut_at_the_hips_gets_its_gaussians_where_it_shows_the_body(engine, person):
+    """Past a cut border of the photo the engine samples HIDDEN_DENSITY times as densely: an upper-body
+    photo's Gaussians go to the upper body it shows, and the avatar keeps its size and its legs."""
+    from dataclasses import replace as dc_replace
+
+    from lhm.engines.fit import HIDDEN_DENSITY, _pick
+
+    crop = person.crop
+    pelvis_row = float(person.fit.camera.project(
+        engine.body.pose(person.fit.full_pose, person.fit.betas, person.fit.transl).joints[:1])[0, 1])
+    upper = dc_replace(person, crop=dc_replace(crop, cut={"bottom": pelvis_row}))
+    cut = engine.fit(upper).avatar
+    whole = engine.fit(person).avatar
+    assert len(cut) == len(whole) == engine.num_gaussians
+    legs = lambda avatar: float((avatar.weights[:, _joints("left_knee", "right_knee", "left_ankle",
+                                                           "right_ankle")].sum(1) > 0.5).float().mean())
+    assert 0.05 < legs(cut) < 0.6 * legs(whole)
+    # _pick: exactly n, sorted, the density ratio as asked
+    pool = engine._get_pool()
+    beyond = pool.space.points[:, 1] < 0.0
+    idx = _pick(pool, beyond, engine.num_gaussians)
+    assert len(idx) == engine.num_gaussians and torch.equal(idx, torch.sort(idx).values)
+    rate_in = float((~beyond[idx]).sum() / (~beyond).sum())
+    rate_out = float(beyond[idx].sum() / beyond.sum())
+    assert rate_out / rate_in == pytest.approx(HIDDEN_DENSITY, rel=0.15)

@@ -62,6 +62,11 @@ _LEFT_HAND, _RIGHT_HAND = len(_PARTS), len(_PARTS) + 1  # wrists and fingers
 _PARENT_PART = [list(_PARTS).index(p) if p else -1 for p in (
     None, "torso", "torso", "torso", "torso", "torso", "left_leg", "right_leg", "left_arm", "right_arm")]
 _OPACITY = 0.95
+# the engine samples POOL times num_gaussians points on the body once; each photo picks num_gaussians of
+# them, HIDDEN_DENSITY times as dense past a cut border of the photo (the legs below an upper-body photo)
+# as elsewhere, so a portrait's Gaussians go where the photo shows detail
+POOL = 2
+HIDDEN_DENSITY = 0.25
 _FLATNESS = 0.4  # thickness of a splat relative to its width: a shell that stays closed from the side
 # visible fractions (see _visible_fraction): below _HIDDEN a Gaussian's colour is filled from the
 # visible surface, above _SEEN it is the photo's, in between a blend; _VISIBLE marks "visible"
@@ -82,6 +87,17 @@ class FitResult:
     iou: float
     psnr: float
     seconds: float
+
+
+@dataclass
+class _Pool:
+    """Per-engine constants: POOL times num_gaussians canonical samples, from which each photo picks its own."""
+
+    space: CanonicalSpace
+    normals: torch.Tensor  # [N,3] unit surface normals in the big pose
+    part: torch.Tensor  # [N] body part index (see _PARTS, then the two hands)
+    cap: torch.Tensor  # [N] offset bound (metres)
+    rank: torch.Tensor  # [N] pick priority, uniform in [0, 1)
 
 
 @dataclass
@@ -121,6 +137,7 @@ class FitEngine:
         self.max_offset = float(max_offset)
         self.max_head_offset = float(max_head_offset)
         self.seed = seed
+        self._pool: _Pool | None = None
         self._template: _Template | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -141,15 +158,20 @@ class FitEngine:
         report = progress or (lambda fraction, desc: None)
         report(0.0, "fit: preparing Gaussians")
         photo, mask, known, cam = _inputs(person)
-        tpl = self._get_template()
+        pool = self._get_pool()
         body = self.body
         fit = person.fit
         betas = body._betas(fit.betas.detach().float().cpu())
         # the rig poses the avatar the fit returns (colours aside): the result reproduces the fitted view
-        n = len(tpl.normals)
-        unfitted = self._avatar(tpl, torch.zeros(n), torch.zeros(n, 3), torch.zeros(n), betas)
-        rig = _Rig.build(unfitted, tpl.normals, fit.full_pose.detach().float().cpu(),
+        n = len(pool.normals)
+        unfitted = self._avatar(pool.space, pool.normals, torch.full((n,), 0.01), torch.zeros(n), torch.zeros(n, 3),
+                                betas)
+        rig = _Rig.build(unfitted, pool.normals, fit.full_pose.detach().float().cpu(),
                          fit.transl.detach().float().cpu())
+        beyond = person.crop.beyond(cam.project(rig.base))
+        idx = _pick(pool, beyond if beyond.any() else None, self.num_gaussians)
+        tpl = _template(pool, idx) if beyond.any() else self._get_template()
+        rig = rig.select(idx)
         dev = self.device
         tpl_d = _to(tpl, dev)
         rig = rig.to(dev)
@@ -184,7 +206,8 @@ class FitEngine:
             facing = (F.normalize(rig.direction, dim=-1) * view).sum(-1).abs()
             colors = _fill_hidden(state.colors, seen, facing, tpl_d, uv)
             visible = seen >= _VISIBLE
-        avatar = self._avatar(tpl, offsets.cpu(), colors.cpu(), state.log_scale.cpu(), betas).to(dev)
+        avatar = self._avatar(tpl.space, tpl.normals, tpl.scale * state.log_scale.cpu().exp(), offsets.cpu(),
+                              colors.cpu(), betas).to(dev)
         report(0.95, "fit: scoring the input view")
         with torch.no_grad():
             posed = avatar.pose(fit.full_pose[None].float().to(dev), trans=fit.transl[None].float().to(dev))
@@ -239,20 +262,24 @@ class FitEngine:
             p.requires_grad_(False)
         return n_steps
 
+    def _get_pool(self) -> _Pool:
+        if self._pool is None:
+            self._pool = _make_pool(self.body, POOL * self.num_gaussians, self.seed, self.max_offset,
+                                    self.max_head_offset)
+        return self._pool
+
     def _get_template(self) -> _Template:
+        """The template of a photo that shows the whole body: samples spread evenly (cached)."""
         if self._template is None:
-            self._template = _make_template(self.body, self.num_gaussians, self.seed, self.max_offset,
-                                            self.max_head_offset)
+            self._template = _template(self._get_pool(), _pick(self._get_pool(), None, self.num_gaussians))
         return self._template
 
-    def _avatar(self, tpl: _Template, offsets: torch.Tensor, colors: torch.Tensor,
-                log_scale: torch.Tensor, betas: torch.Tensor) -> Avatar:
-        """Canonical Gaussians carrying the offsets, flattened along the surface like skin."""
-        space = tpl.space
-        means = space.points + offsets[:, None] * tpl.normals
+    def _avatar(self, space: CanonicalSpace, normals: torch.Tensor, s: torch.Tensor, offsets: torch.Tensor,
+                colors: torch.Tensor, betas: torch.Tensor) -> Avatar:
+        """Canonical Gaussians of width ``s`` carrying the offsets, flattened along the surface like skin."""
+        means = space.points + offsets[:, None] * normals
         # canonical quaternions put each splat's thin axis (z) on the surface normal
-        quats = _align_z(tpl.normals)
-        s = tpl.scale * log_scale.exp()
+        quats = _align_z(normals)
         scales = torch.stack([s, s, s * _FLATNESS], dim=-1)
         g = Gaussians(means, quats, scales, torch.full_like(s, _OPACITY), colors.clamp(0, 1))
         return Avatar.from_canonical(space, self.body, g, betas=betas.clone())
@@ -294,11 +321,12 @@ class _Rig:
     def to(self, device) -> _Rig:
         return _Rig(self.base.to(device), self.direction.to(device), self.quats.to(device))
 
+    def select(self, idx: torch.Tensor) -> _Rig:
+        return _Rig(self.base[idx], self.direction[idx], self.quats[idx])
 
-def _make_template(body: Body, n: int, seed: int, max_offset: float, max_head_offset: float) -> _Template:
-    """What depends only on the body and the sampling: samples, normals, parts, neighbours, sizes, caps."""
-    from scipy.spatial import cKDTree
 
+def _make_pool(body: Body, n: int, seed: int, max_offset: float, max_head_offset: float) -> _Pool:
+    """What depends only on the body and the sampling: samples, normals, parts, caps and pick priorities."""
     samples = sample_surface(body, n, seed=seed)
     space = CanonicalSpace.from_samples(body, samples)
     # rest-pose vertex normals, carried to the big pose by each sample's skinning rotation
@@ -319,14 +347,36 @@ def _make_template(body: Body, n: int, seed: int, max_offset: float, max_head_of
     joint_part[[names.index("left_wrist")] + list(range(25, 40))] = _LEFT_HAND
     joint_part[[names.index("right_wrist")] + list(range(40, 55))] = _RIGHT_HAND
     part = joint_part[space.weights.argmax(dim=1)]
+    cap = torch.where(part == _HEAD_PART, max_head_offset, max_offset).float()
+    rank = torch.rand(n, generator=torch.Generator().manual_seed(seed + 1))
+    return _Pool(space, normals, part, cap, rank)
 
+
+def _pick(pool: _Pool, beyond: torch.Tensor | None, n: int) -> torch.Tensor:
+    """Sorted indices of ``n`` pool samples, sparser (HIDDEN_DENSITY) where ``beyond`` [N] (past the photo)."""
+    priority = pool.rank if beyond is None else pool.rank / torch.where(beyond.cpu(), HIDDEN_DENSITY, 1.0)
+    return torch.sort(torch.argsort(priority)[:n]).values
+
+
+def _template(pool: _Pool, idx: torch.Tensor) -> _Template:
+    """The template of the pool samples ``idx`` (sorted: body samples stay before head samples)."""
+    from scipy.spatial import cKDTree
+
+    s = pool.space
+    space = CanonicalSpace(s.points[idx], s.weights[idx], s.shapedirs[idx], s.neutral_transforms,
+                           int((idx < s.num_body).sum()))
     pts = space.points.double().numpy()
     # the splat size follows the mean distance to 16 neighbours: a random sample's nearest
     # neighbours are often much closer than its typical spacing, and splats sized on them leave holes
-    dist, idx = cKDTree(pts).query(pts, k=17)
+    dist, near = cKDTree(pts).query(pts, k=17)
     scale = torch.from_numpy(0.4 * dist[:, 1:].mean(axis=1)).float().clamp(0.0015, 0.02)
-    cap = torch.where(part == _HEAD_PART, max_head_offset, max_offset).float()
-    return _Template(space, normals, part, torch.from_numpy(idx[:, :9]).long(), scale, cap)
+    return _Template(space, pool.normals[idx], pool.part[idx], torch.from_numpy(near[:, :9]).long(), scale,
+                     pool.cap[idx])
+
+
+def _make_template(body: Body, n: int, seed: int, max_offset: float, max_head_offset: float) -> _Template:
+    """A template of ``n`` samples spread evenly over the body (the synthetic examples are made from one)."""
+    return _template(_make_pool(body, n, seed, max_offset, max_head_offset), torch.arange(n))
 
 
 def _to(tpl: _Template, device) -> _Template:

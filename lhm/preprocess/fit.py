@@ -167,23 +167,15 @@ def _targets(crop: PersonCrop, height: int, width: int):
             torch.from_numpy(known.astype(np.float32)))
 
 
-def _open_bounds(crop: PersonCrop) -> torch.Tensor:
-    """(left, top, right, bottom) in crop fractions beyond which points are free: the cut borders, else +-inf."""
-    h, w = crop.mask.shape
-    c = crop.cut
-    return torch.tensor([c["left"] / w if "left" in c else -math.inf, c["top"] / h if "top" in c else -math.inf,
-                         c["right"] / w if "right" in c else math.inf, c["bottom"] / h if "bottom" in c else math.inf])
-
-
-def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor, crop: PersonCrop) -> torch.Tensor:
     """Mean squared distance of points outside the mask to it, plus of the mask outline to the nearest point.
 
     uv [N,2] and outline [M,2] in image fractions; dist: the mask's distance transform (image heights);
-    points beyond ``bounds`` (``_open_bounds``) are past a cut border of the photo and cost nothing.
+    points past a cut border of ``crop``'s photo cost nothing.
     """
     outside = F.grid_sample(dist[None, None], (uv * 2 - 1)[None, None], align_corners=False,
                             padding_mode="border")[0, 0, 0]
-    free = (uv < bounds[:2]).any(1) | (uv > bounds[2:]).any(1)
+    free = crop.beyond(uv.detach() * uv.new_tensor(crop.mask.shape[::-1]))
     outside = torch.where(free, torch.zeros_like(outside), outside)
     # nearest point chosen without gradient: a dense cdist backward is slow
     with torch.no_grad():
@@ -192,7 +184,7 @@ def _chamfer(uv: torch.Tensor, dist: torch.Tensor, outline: torch.Tensor, bounds
 
 
 def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera: Camera,
-                 dist: torch.Tensor, outline: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+                 dist: torch.Tensor, outline: torch.Tensor, crop: PersonCrop) -> torch.Tensor:
     """The start pose with each arm's elevation picked from ARM_CANDIDATES_DEG by the chamfer term.
 
     Gradients cannot swing an arm from the side to overhead (the way passes through background),
@@ -207,14 +199,14 @@ def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera
             cand[J["left_shoulder"], 2] = math.radians(left)
             cand[J["right_shoulder"], 2] = -math.radians(right)
             pts, _ = model.pose(cand, betas, transl)
-            cost = float(_chamfer(camera.project(pts) / size, dist, outline, bounds))
+            cost = float(_chamfer(camera.project(pts) / size, dist, outline, crop))
             if cost < best_cost:
                 best, best_cost = cand, cost
     return best
 
 
-def _choose_start(model: _Model, crop: PersonCrop, camera: Camera, outline: torch.Tensor,
-                  bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _choose_start(model: _Model, crop: PersonCrop, camera: Camera,
+                  outline: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Start pose and translation: for a person cut off at the bottom of the photo, how much of the body the
     photo shows (VISIBLE_SHARES, by the coarse fitting loss of the start pose), then the arms as
     ``_choose_arms`` picks them. A photo that ends at the waist would otherwise get a whole standing body
@@ -229,12 +221,12 @@ def _choose_start(model: _Model, crop: PersonCrop, camera: Camera, outline: torc
         pts, _ = model.pose(start_pose(), betas, transl)
         alpha = render(_splats(pts), coarse, 0.0).alpha[..., 0]
         return float((known * (alpha - target).square()).mean()
-                     + 10.0 * _chamfer(coarse.project(pts) / size, dist, outline, bounds))
+                     + 10.0 * _chamfer(coarse.project(pts) / size, dist, outline, crop))
 
     shares = VISIBLE_SHARES if "bottom" in crop.cut else (1.0,)
     placements = [_initial_transl(model, start_pose(), betas, camera, crop.mask, share) for share in shares]
     transl = min(placements, key=cost) if len(placements) > 1 else placements[0]
-    return _choose_arms(model, start_pose(), transl, coarse, dist, outline, bounds), transl
+    return _choose_arms(model, start_pose(), transl, coarse, dist, outline, crop), transl
 
 
 def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, camera: Camera,
@@ -331,10 +323,9 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress, init: BodyFit | Non
     body = body.to(torch.float32)
     model = _Model(body, _body_points(body))
     outline = _targets(crop, *_FG_GRID)[2]
-    bounds = _open_bounds(crop)
     if init is None:
         with torch.no_grad():
-            start, transl0 = _choose_start(model, crop, camera, outline, bounds)
+            start, transl0 = _choose_start(model, crop, camera, outline)
         betas0, stages = torch.zeros(body.num_betas), STAGES
     else:
         start, transl0, betas0 = init.full_pose.float(), init.transl.float(), init.betas.float()
@@ -381,7 +372,7 @@ def _fit(crop: PersonCrop, body: Body, steps: int, progress, init: BodyFit | Non
             pts, joints = model.pose(pose, betas, transl)
             alpha = render(_splats(pts), cam, 0.0).alpha[..., 0]
             loss = ((known * (alpha - target).square()).mean()
-                    + chamfer_w * 10.0 * _chamfer(cam.project(pts) / size, dist, outline, bounds)
+                    + chamfer_w * 10.0 * _chamfer(cam.project(pts) / size, dist, outline, crop)
                     + 1e-3 * ((prior_w * delta.square()).sum() + root.square().sum())
                     + LIMIT_WEIGHT * _limit_penalty(pose, table, right)
                     + (depth_w * depth_change(pose, joints).square()).sum()

@@ -44,6 +44,16 @@ class PersonCrop:
     scale: float
     cut: dict[str, float] = field(default_factory=dict)
 
+    def beyond(self, uv: torch.Tensor) -> torch.Tensor:
+        """Bool [...]: which crop-pixel points uv [...,2] lie past a cut border, where the photo shows nothing."""
+        x, y = uv[..., 0], uv[..., 1]
+        out = torch.zeros_like(x, dtype=torch.bool)
+        for side, beyond in (("left", lambda c: x < c), ("right", lambda c: x > c), ("top", lambda c: y < c),
+                             ("bottom", lambda c: y > c)):
+            if side in self.cut:
+                out |= beyond(self.cut[side])
+        return out
+
     def known(self, height: int | None = None, width: int | None = None) -> np.ndarray:
         """Bool [height, width] (default: the crop's size): pixels inside the photo or beyond an uncut border."""
         h, w = self.mask.shape
