@@ -314,3 +314,13 @@ def test_prepare_refines_a_grabcut_mask_with_the_fitted_body(offline_home):
     assert person.segmentation.method == "grabcut"
     assert mask[neck].mean() > 0.9 and mask[rocket].mean() < 0.05
     assert person.crop.cut["bottom"] == person.crop.mask.shape[0] and person.fit.iou > 0.85
+
+
+def test_grabcut_tells_a_grey_person_from_textured_grey_ground(offline_home):
+    """A grey photo gives GrabCut its local contrast in place of the two missing colours: a smooth figure on
+    grass-like noise of the same mean grey is found."""
+    sil = person_silhouette(240, 180)
+    rng = np.random.default_rng(0)
+    grey = np.where(sil, 120.0, 120.0 + rng.normal(0.0, 35.0, sil.shape))
+    rgb = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    assert iou(grabcut(rgb), sil) > 0.8

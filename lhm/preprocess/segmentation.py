@@ -196,10 +196,23 @@ def _downscaled(rgb: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+def _features(rgb: np.ndarray) -> np.ndarray:
+    """What GrabCut compares: the colours, or for a grey photo its grey, local contrast and smoothed grey.
+
+    Three equal channels would waste two: texture tells grass and gravel from a coat of the same grey.
+    """
+    if int(np.abs(rgb.astype(np.int16) - rgb[..., :1]).max()) > 8:
+        return rgb
+    grey = rgb[..., 0].astype(np.float32)
+    mean = cv2.blur(grey, (5, 5))
+    contrast = np.sqrt(np.maximum(cv2.blur(grey * grey, (5, 5)) - mean * mean, 0.0))
+    return np.stack([grey, np.clip(contrast * 4.0, 0, 255), cv2.blur(grey, (9, 9))], -1).astype(np.uint8)
+
+
 def _run_grabcut(small: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means starts from OpenCV's (per-thread) RNG: same photo, same mask
-    cv2.grabCut(np.ascontiguousarray(small), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(np.ascontiguousarray(_features(small)), seeds, None, background, foreground, 5, cv2.GC_INIT_WITH_MASK)
     return np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
 
 
