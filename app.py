@@ -219,7 +219,8 @@ def build_demo() -> gr.Blocks:
     with gr.Blocks(title="LHM avatar — one photo to an animated 3D Gaussian avatar",
                    delete_cache=(600, 3600)) as demo:
         gr.Markdown("# One photo → an animatable 3D Gaussian avatar\n"
-                    "Upload a full-body photo of one person, pick a motion and press **Generate**. "
+                    "Upload a photo of one person (whole body, or from the waist up: the legs are then guessed), "
+                    "pick a motion and press **Generate**. "
                     "The *Fit* engine needs no download and runs on CPU (about a minute); the LHM engines need "
                     "their weights and a GPU.")
         with gr.Row():

@@ -232,7 +232,8 @@ class LHMReconstruct:
             "required": {
                 "model": ("LHM_MODEL", {"tooltip": "From LHM Load Model."}),
                 "image": ("IMAGE", {"tooltip": (
-                    "A photo of one person, whole body, facing the camera. Only the first image of a batch is used.")}),
+                    "A photo of one person facing the camera, whole body or from the waist up (the legs are then "
+                    "guessed). Only the first image of a batch is used.")}),
                 "remove_background": ("BOOLEAN", {"default": True, "tooltip": (
                     "Find the person with a segmentation model. Ignored when a mask is connected "
                     "(the mask is used as given).")}),

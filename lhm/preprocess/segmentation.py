@@ -235,7 +235,8 @@ def refine(image: LoadedImage, segmentation: Segmentation, body: np.ndarray, hea
     head's height in photo pixels, the unit of how far clothes and hair may reach beyond the body. The body's
     core where the first mask is (or nearly is) is the person whatever its colour (a dark collar that split the
     head off); what lies far from the body (a model rocket beside the head, a tripod's legs) or outside both the
-    first mask and the body is background; GrabCut decides the rest. The result is checked like ``segment``'s (the first mask is kept if it holds no person).
+    first mask and the body is background; GrabCut decides the rest. The result is checked like ``segment``'s
+    (the first mask is kept if it holds no person).
     """
     small = _downscaled(image.rgb, GRABCUT_SIDE)
     height, width = small.shape[:2]
