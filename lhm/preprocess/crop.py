@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .image import long_side_size
 from .segmentation import cut_edges
 from .types import PersonCrop
 
@@ -130,8 +131,7 @@ def lhm_inputs(rgb: np.ndarray, mask: np.ndarray, head_box, source_size: int) ->
     img = img * msk[..., None] + (1.0 - msk[..., None])
 
     def keep_aspect(a: np.ndarray) -> np.ndarray:
-        ratio = BODY_MAX_SIZE / max(a.shape[:2])
-        size = (round(a.shape[1] * ratio), round(a.shape[0] * ratio))
+        size = long_side_size(a.shape[1], a.shape[0], BODY_MAX_SIZE, upscale=True)
         return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
 
     img, msk = _center_crop_according_to_mask(keep_aspect(img), keep_aspect(msk))

@@ -37,6 +37,7 @@ from ..motion.limits import limit_table
 from ..render import render
 from ..render.camera import Camera
 from ..threads import limited_threads
+from .image import long_side_size
 from .types import BodyFit, PersonCrop
 
 J = skeleton.JOINT_INDEX
@@ -266,8 +267,7 @@ def _photo_K(camera: Camera, crop: PersonCrop) -> torch.Tensor:
 def body_silhouette(fit: BodyFit, crop: PersonCrop, body: Body, image_size: tuple[int, int],
                     max_side: int) -> np.ndarray:
     """The fitted body's alpha over the whole photo (of ``image_size`` (H, W)), its long side at most ``max_side``."""
-    s = min(1.0, max_side / max(image_size))
-    height, width = max(1, round(image_size[0] * s)), max(1, round(image_size[1] * s))
+    width, height = long_side_size(image_size[1], image_size[0], max_side)
     K = _photo_K(fit.camera, crop)
     K[0] *= width / image_size[1]
     K[1] *= height / image_size[0]

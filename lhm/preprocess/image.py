@@ -105,7 +105,7 @@ def _decode(img: Image.Image, name: str, max_side: int, min_side: int, notes: li
         raise InputError(f"{name} could not be decoded ({err}); the file is corrupt or truncated — "
                          "re-save or re-download the photo.") from err
     if scale < 1:
-        size = _fit(img.width, img.height, max_side)
+        size = long_side_size(img.width, img.height, max_side)
         img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
         notes.append(f"{name} is {width}x{height} px; it was downscaled to {size[0]}x{size[1]} px.")
     arr = np.asarray(img)
@@ -130,8 +130,11 @@ def _wide_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
 
 
-def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
-    scale = max_side / max(width, height)
+def long_side_size(width: int, height: int, side: int, *, upscale: bool = False) -> tuple[int, int]:
+    """(width, height) scaled so the long side is ``side`` (never enlarged unless ``upscale``), at least 1 px."""
+    scale = side / max(width, height)
+    if scale >= 1.0 and not upscale:
+        return width, height
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -141,7 +144,7 @@ def _from_array(data, max_side: int, min_side: int, notes: list[str]):
     _check_size(width, height, "The image array", min_side)
     unit = _to_unit(arr)
     if max(width, height) > max_side:
-        size = _fit(width, height, max_side)
+        size = long_side_size(width, height, max_side)
         unit = cv2.resize(unit, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1)
         notes.append(f"The image array is {width}x{height} px; it was downscaled to {size[0]}x{size[1]} px.")
     channels = unit.shape[2]

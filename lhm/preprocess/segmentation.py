@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from .image import load_image
+from .image import load_image, long_side_size
 from .types import LoadedImage, Segmentation
 
 METHODS = ("auto", "user", "alpha", "rembg", "grabcut")
@@ -188,12 +188,8 @@ def _grabcut_pass(rgb: np.ndarray, side: int, band: bool) -> np.ndarray | None:
 
 
 def _downscaled(rgb: np.ndarray, side: int) -> np.ndarray:
-    height, width = rgb.shape[:2]
-    scale = min(1.0, side / max(height, width))
-    if scale == 1.0:
-        return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    size = long_side_size(rgb.shape[1], rgb.shape[0], side)
+    return rgb if size == rgb.shape[1::-1] else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 def _features(rgb: np.ndarray) -> np.ndarray:
