@@ -280,3 +280,18 @@ def test_a_fit_carried_to_another_crop_covers_the_same_pixels(fits, free_body):
     assert to_photo(moved.head_box, other) == pytest.approx(to_photo(fit.head_box, crop), abs=1e-3)
     refit = fit_body(other, free_body, init=moved)
     assert refit.iou >= 0.8 and (refit.camera.height, refit.camera.width) == other.mask.shape
+
+
+def test_fit_of_a_photo_that_starts_at_the_waist(free_body):
+    """Cut off at the top (head out of the photo): the body is placed from the feet up, its head above the photo."""
+    rgb, mask, _ = synthetic_person(free_body, "arms_down")
+    ys = np.nonzero(mask.max(1) >= 0.5)[0]
+    cut = int(ys[0] + 0.5 * (ys[-1] - ys[0]))
+    crop = crop_person(rgb[cut:], mask[cut:])
+    assert set(crop.cut) == {"top"}
+    fit = fit_body(crop, free_body)
+    assert fit.iou >= 0.85, f"IoU {fit.iou:.3f}"
+    posed = free_body.pose(fit.full_pose, fit.betas, fit.transl)
+    head, feet = (fit.camera.project(posed.joints[[J[n]]])[0, 1] for n in ("head", "left_ankle"))
+    assert float(head) < crop.cut["top"] - 0.3 * crop.mask.shape[0]  # well above the photo
+    assert crop.cut["top"] < float(feet) < crop.mask.shape[0]

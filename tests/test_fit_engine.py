@@ -177,7 +177,7 @@ def test_rejects_bad_input(engine, person):
 
 def test_a_photo_cut_at_the_hips_gets_its_gaussians_where_it_shows_the_body(engine, person):
     """Past a cut border of the photo the engine samples HIDDEN_DENSITY times as densely: an upper-body
-    photo's Gaussians go to the upper body it shows, and the avatar keeps its size and its legs."""
+    photo's Gaussians go to the upper body it shows, and the avatar keeps its number of Gaussians and its legs."""
     from dataclasses import replace as dc_replace
 
     from lhm.engines.fit import HIDDEN_DENSITY, _pick

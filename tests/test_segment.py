@@ -313,7 +313,7 @@ def test_prepare_refines_a_grabcut_mask_with_the_fitted_body(offline_home):
     mask = person.segmentation.mask
     assert person.segmentation.method == "grabcut"
     assert mask[neck].mean() > 0.9 and mask[rocket].mean() < 0.05
-    assert person.crop.cut["bottom"] == person.crop.mask.shape[0] and person.fit.iou > 0.85
+    assert person.crop.cut["bottom"] == pytest.approx(person.crop.mask.shape[0]) and person.fit.iou > 0.85
 
 
 def test_grabcut_tells_a_grey_person_from_textured_grey_ground(offline_home):
@@ -324,3 +324,15 @@ def test_grabcut_tells_a_grey_person_from_textured_grey_ground(offline_home):
     grey = np.where(sil, 120.0, 120.0 + rng.normal(0.0, 35.0, sil.shape))
     rgb = np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     assert iou(grabcut(rgb), sil) > 0.8
+
+
+def test_refine_keeps_the_first_mask_when_the_body_leaves_grabcut_nothing_to_learn(offline_home):
+    """A fitted body that fills the photo (no background seed) or misses it (no person seed) returns the first
+    segmentation instead of an OpenCV assertion."""
+    from lhm.preprocess.segmentation import refine
+
+    sil = person_silhouette(240, 180)
+    rgb = np.where(sil[..., None], np.array(PERSON, np.uint8), np.uint8(90)).astype(np.uint8)
+    seg = segment(LoadedImage(rgb), method="grabcut")
+    for body in (np.ones(sil.shape, np.float32), np.zeros(sil.shape, np.float32)):
+        assert refine(LoadedImage(rgb), seg, body, 40.0) is seg

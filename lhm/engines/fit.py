@@ -7,8 +7,10 @@ neighbours, so clothing and hair grow out of the body as a smooth shell). Offset
 sizes are refined against the photo and its mask through the differentiable renderer (Adam,
 coarse to fine). Gaussians the photo does not show (the back, under the arms) then take the
 colour of the visible surface of the same body part at the same image location (the photo
-"mirrored through the body"), else of the nearest visible Gaussian of that part; the back of the
-head takes the colour of the head's outline (hair), not the face's.
+"mirrored through the body"), else of the nearest visible Gaussian of that part, and a part the photo
+does not show at all of the nearest shown part up the body's chain; the back of the head takes the
+colour of the head's outline (hair), not the face's. A photo that cuts the person off (an upper-body
+shot) gets its Gaussians picked sparser past the cut, denser where it shows the body.
 
 Because posing is linear in the canonical point, the whole optimisation runs on one precomputed
 affine map per Gaussian; the result is an ordinary :class:`~lhm.avatar.Avatar` whose canonical
@@ -102,7 +104,7 @@ class _Pool:
 
 @dataclass
 class _Template:
-    """Per-engine constants: canonical samples and what depends only on them."""
+    """One photo's canonical samples (picked from the pool) and what depends only on them."""
 
     space: CanonicalSpace
     normals: torch.Tensor  # [N,3] unit surface normals in the big pose
@@ -115,12 +117,13 @@ class _Template:
 class FitEngine:
     """Photo -> Avatar by fitting Gaussians on the fitted body (the offline default engine).
 
-    num_gaussians: Gaussians on the body (75 % body, 25 % head, as LHM); device: where the
-    refinement runs (CUDA when available by default); body: the body the fit refers to (default
-    the free body); steps: Adam steps at 1/4, 1/2 and full crop resolution (12 at full resolution:
-    with 8 the photo path ended 1-2 dB lower, the fine colour detail unsettled); max_offset /
-    max_head_offset: bounds of the outward offsets on the body and the head (hair) in metres;
-    seed: sampling seed (results are deterministic for a given seed).
+    num_gaussians: Gaussians on the body (sampled 75 % body, 25 % head, as LHM, then picked per
+    photo: fewer past a cut border of the photo); device: where the refinement runs (CUDA when
+    available by default); body: the body the fit refers to (default the free body); steps: Adam
+    steps at 1/4, 1/2 and full crop resolution (12 at full resolution: with 8 the photo path ended
+    1-2 dB lower, the fine colour detail unsettled); max_offset / max_head_offset: bounds of the
+    outward offsets on the body and the head (hair) in metres; seed: sampling seed (results are
+    deterministic for a given seed).
     """
 
     def __init__(self, num_gaussians: int = 40_000, device=None, body: Body | None = None,
@@ -269,7 +272,8 @@ class FitEngine:
         return self._pool
 
     def _get_template(self) -> _Template:
-        """The template of a photo that shows the whole body: samples spread evenly (cached)."""
+        """The template of a photo that shows the whole body: num_gaussians of the pool by rank, an even random
+        half of it (cached)."""
         if self._template is None:
             self._template = _template(self._get_pool(), _pick(self._get_pool(), None, self.num_gaussians))
         return self._template
@@ -296,7 +300,7 @@ class _State:
 
 @dataclass
 class _Rig:
-    """The fitted pose as one affine map per Gaussian: posed = A @ canonical + b.
+    """The fitted pose per Gaussian: posed = base + offset * direction (posing is affine in the canonical point).
 
     base [N,3] posed sample points, direction [N,3] posed image of the canonical normal (the
     displacement per metre of offset), quats [N,4] posed splat orientations.

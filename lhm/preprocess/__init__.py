@@ -55,6 +55,7 @@ def prepare(image, mask=None, *, body: Body | None = None, remove_background: bo
         head = (fit.head_box[3] - fit.head_box[1]) / crop.scale
         seg = refine(loaded, seg, body_silhouette(fit, crop, body, loaded.rgb.shape[:2], GRABCUT_SIDE), head)
         first, crop = crop, crop_person(loaded.rgb, seg.mask)
+        # also when the mask came back unchanged: the quick first fit is finished this way
         fit = fit_body(crop, body, init=recrop(fit, first, crop, body),
                        progress=lambda f, desc: report(0.7 + 0.3 * f, desc))
     warnings = [*loaded.warnings, *seg.warnings]

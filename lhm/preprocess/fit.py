@@ -208,10 +208,10 @@ def _choose_arms(model: _Model, pose: torch.Tensor, transl: torch.Tensor, camera
 
 def _choose_start(model: _Model, crop: PersonCrop, camera: Camera,
                   outline: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start pose and translation: for a person cut off at the bottom of the photo, how much of the body the
-    photo shows (VISIBLE_SHARES, by the coarse fitting loss of the start pose), then the arms as
-    ``_choose_arms`` picks them. A photo that ends at the waist would otherwise get a whole standing body
-    squeezed into it.
+    """Start pose and translation: for a person cut off at the bottom (or the top) of the photo, how much of the
+    body it shows from the head down (or the feet up), from VISIBLE_SHARES by the start pose's coarse fitting
+    loss; then the arms as ``_choose_arms`` picks them. A photo that ends at the waist would otherwise get a
+    whole standing body squeezed into it.
     """
     coarse = camera.scaled(STAGES[0][0])
     target, dist, _, known = _targets(crop, coarse.height, coarse.width)
@@ -224,26 +224,29 @@ def _choose_start(model: _Model, crop: PersonCrop, camera: Camera,
         return float((known * (alpha - target).square()).mean()
                      + 10.0 * _chamfer(coarse.project(pts) / size, dist, outline, crop))
 
-    shares = VISIBLE_SHARES if "bottom" in crop.cut else (1.0,)
-    placements = [_initial_transl(model, start_pose(), betas, camera, crop.mask, share) for share in shares]
+    # a photo cut at one end shows the body from the other end; cut at both, it cannot say how much
+    from_top = "top" not in crop.cut
+    shares = VISIBLE_SHARES if ("bottom" in crop.cut) != ("top" in crop.cut) else (1.0,)
+    placements = [_initial_transl(model, start_pose(), betas, camera, crop.mask, share, from_top) for share in shares]
     transl = min(placements, key=cost) if len(placements) > 1 else placements[0]
     return _choose_arms(model, start_pose(), transl, coarse, dist, outline, crop), transl
 
 
 def _initial_transl(model: _Model, pose: torch.Tensor, betas: torch.Tensor, camera: Camera,
-                    mask: np.ndarray, share: float = 1.0) -> torch.Tensor:
-    """Translation that puts the top of the start pose at the top of the mask box, centred across it, with the
-    top ``share`` of the body's height spanning the box's height (pinhole, analytic)."""
+                    mask: np.ndarray, share: float = 1.0, from_top: bool = True) -> torch.Tensor:
+    """Translation that puts the top of the start pose at the top of the mask box (its feet at the bottom when
+    not ``from_top``), centred across it, with that end's ``share`` of the body's height spanning the box's
+    height (pinhole, analytic)."""
     ys, xs = np.nonzero(mask >= 0.5)
     pts, _ = model.pose(pose, betas, torch.zeros(3))
     lo, hi = pts.amin(0), pts.amax(0)
     f = float(camera.K[1, 1])
     depth = f * share * float(hi[1] - lo[1]) / max(float(ys.max() - ys.min() + 1), 1.0)
     u = (xs.min() + xs.max() + 1) / 2.0 - float(camera.K[0, 2])
-    v = ys.min() - float(camera.K[1, 2])
+    v = (ys.min() if from_top else ys.max() + 1) - float(camera.K[1, 2])
     # the camera looks along -z from the origin: image right is +x, image down is -y
-    top = torch.tensor([u * depth / f, -v * depth / f, -depth], dtype=torch.float32)
-    return top - torch.stack([(lo[0] + hi[0]) / 2, hi[1], (lo[2] + hi[2]) / 2])
+    end = torch.tensor([u * depth / f, -v * depth / f, -depth], dtype=torch.float32)
+    return end - torch.stack([(lo[0] + hi[0]) / 2, hi[1] if from_top else lo[1], (lo[2] + hi[2]) / 2])
 
 
 def silhouette_iou(rendered: np.ndarray, mask: np.ndarray, known: np.ndarray | None = None) -> float:
@@ -308,9 +311,10 @@ def fit_body(crop: PersonCrop, body: Body, *, steps: int | None = None,
     the silhouette IoU of the final fit at the crop resolution (alpha and mask thresholded at 0.5).
     ``steps`` is the total number of Adam steps (default 80); ``progress(fraction, desc)`` is called
     once per stage and at the end. ``init``: a fit of this crop to start from (e.g. ``recrop`` of a fit of
-    the same photo on a rougher mask), refined at the finer stages only (default 40 steps), with the priors
-    centred on it. Runs single-threaded (see ``lhm.threads.limited_threads``), so results do not depend on
-    the thread settings.
+    the same photo on a rougher mask), refined at the finer stages only (default 40 steps), with the joint
+    priors centred on its pose (root rotation and shape stay regularised towards zero, as in a first
+    fit). Runs single-threaded (see ``lhm.threads.limited_threads``), so results do not depend on the
+    thread settings.
     """
     default = DEFAULT_STEPS if init is None else DEFAULT_STEPS // 2
     with limited_threads(torch_threads=1, numba_threads=1):

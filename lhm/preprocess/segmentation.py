@@ -231,8 +231,9 @@ def refine(image: LoadedImage, segmentation: Segmentation, body: np.ndarray, hea
     head's height in photo pixels, the unit of how far clothes and hair may reach beyond the body. The body's
     core where the first mask is (or nearly is) is the person whatever its colour (a dark collar that split the
     head off); what lies far from the body (a model rocket beside the head, a tripod's legs) or outside both the
-    first mask and the body is background; GrabCut decides the rest. The result is checked like ``segment``'s
-    (the first mask is kept if it holds no person).
+    first mask and the body is background, so clothes reaching further than REFINE_REACH beyond the body (a ball
+    gown) are cut back; GrabCut decides the rest by colour. The result is checked like ``segment``'s; the first
+    segmentation is returned when the seeds leave GrabCut nothing to learn from or the result holds no person.
     """
     small = _downscaled(image.rgb, GRABCUT_SIDE)
     height, width = small.shape[:2]
@@ -250,6 +251,9 @@ def refine(image: LoadedImage, segmentation: Segmentation, body: np.ndarray, hea
     seeds[grown(body, REFINE_REACH) & first] = cv2.GC_PR_BGD
     seeds[body] = cv2.GC_PR_FGD
     seeds[~grown(~body, REFINE_CORE) & grown(first, REFINE_CORE)] = cv2.GC_FGD
+    background, person = np.isin(seeds, (cv2.GC_BGD, cv2.GC_PR_BGD)), np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD))
+    if not background.any() or not person.any():  # GrabCut needs both; a body filling or missing the photo
+        return segmentation
     person = _run_grabcut(small, seeds).astype(np.float32)
     mask = cv2.resize(person, image.rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     try:
