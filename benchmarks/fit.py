@@ -8,7 +8,6 @@ The people come from tests/test_fit.py: dense Gaussians on the posed free body, 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import lhm
 from lhm.body import skeleton
 from lhm.preprocess.crop import crop_person
 from lhm.preprocess.fit import fit_body
+from results import cpu_model
 
 LEGS = [skeleton.JOINT_INDEX[n] for n in ("left_knee", "right_knee", "left_ankle", "right_ankle", "left_foot",
                                           "right_foot")]
@@ -54,7 +54,7 @@ def main() -> None:
     crops = {name: crop_person(*synthetic_person(body, name, **kw)[:2]) for name, kw in CASES.items()}
     fit_body(crops["arms_down"], body)  # warm-up: numba compile / cache load
     print(f"`python benchmarks/fit.py`, {time.strftime('%Y-%m-%d')}: {os.cpu_count()} cores (`nproc`), "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, numba {numba.__version__}; "
+          f"{cpu_model()}, torch {torch.__version__}, numba {numba.__version__}; "
           f"5-minute load average {os.getloadavg()[1]:.1f}.\n")
     print("| case | wall time | CPU time | IoU | leg depth error |\n| --- | --- | --- | --- | --- |")
     rows = []

@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic SMPL-X body (no licensed files needed)
 
 import torch  # noqa: E402
+from results import cpu_model, write_section  # noqa: E402
 
 SIZES = ("MINI", "500M", "1B")
 TARGETS = {"500M": "< 1.0 s, < 10 GB", "1B": "< 2.0 s, < 14 GB"}  # H100 targets of the issue
@@ -108,8 +108,7 @@ def run_size(size: str, device: str, dtype: str) -> dict:
 
 def machine() -> str:
     """One line describing where the numbers come from."""
-    cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {cpu.group(1) if cpu else platform.processor()}, "
+    return (f"{len(os.sched_getaffinity(0))} cores (`nproc`), {cpu_model()}, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch threads")
 
@@ -135,17 +134,6 @@ def section(results: list[dict]) -> str:
               + ". On CPU the body-block attention over 44,096 tokens (40,000 queries + 4,096 Sapiens tokens) "
               "dominates the transformer time.", ""]
     return "\n".join(lines)
-
-
-def write_section(text: str) -> Path:
-    """Replace (or append) only the "## LHM network" section of RESULTS.md."""
-    results = ROOT / "benchmarks" / "RESULTS.md"
-    content = results.read_text() if results.exists() else "# Benchmark results\n"
-    pattern = re.compile(r"^## LHM network\n.*?(?=^## |\Z)", re.S | re.M)
-    text = text.rstrip("\n") + "\n\n"
-    content = pattern.sub(lambda _: text, content) if pattern.search(content) else content.rstrip("\n") + "\n\n" + text
-    results.write_text(content.rstrip("\n") + "\n")
-    return results
 
 
 def main() -> None:

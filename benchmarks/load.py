@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import psutil
 from gradio_client import Client, handle_file
+from results import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,15 +45,6 @@ def tree_rss(proc: psutil.Process) -> int:
         except psutil.NoSuchProcess:
             pass
     return total
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -6,7 +6,6 @@ kernel and with the plain torch reference, measured in the same run; wall and pr
 from __future__ import annotations
 
 import os
-import platform
 import time
 
 import lhm  # first: its OpenMP wait policy must be set before torch loads
@@ -15,6 +14,7 @@ import numba
 import torch
 from lhm.body.canonical import CanonicalSpace, sample_surface
 from lhm.skinning import skin_gaussians_torch
+from results import cpu_model
 
 
 def _avatar(n: int) -> lhm.Avatar:
@@ -48,7 +48,7 @@ def main() -> None:
         lhm.avatar.skin_gaussians = skin_gaussians_torch  # the plain reference, same run
         ref_one = _median_ms(lambda: avatar.pose(motion, [0]), 7)
         ref_batch = _median_ms(lambda: avatar.pose(motion), 3)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} torch threads, numba {numba.get_num_threads()} threads, torch {torch.__version__}")
     for label, (k_wall, k_cpu), (r_wall, r_cpu), frames in (("1 frame", one, ref_one, 1),
                                                           ("30 frames", batch, ref_batch, 30)):

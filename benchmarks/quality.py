@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from lhm.render.cameras import turntable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import make_examples
+from results import cpu_model
 
 
 def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray, sigma: float = 1.5) -> float:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     files = sorted(f for f in examples.iterdir() if f.suffix in (".jpg", ".png"))
     if args.only:
         files = [f for f in files if f.stem in args.only]
-    print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, torch {torch.__version__}, "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
     warm = synthetic_person(next(iter(specs.values())), body)
     engine.reconstruct_person(warm)  # numba compile and the engine's sampling happen here

@@ -14,7 +14,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -32,6 +31,7 @@ import torch  # noqa: E402
 from lhm.gaussians import Gaussians  # noqa: E402
 from lhm.geometry import matrix_to_quaternion  # noqa: E402
 from lhm.render import Camera, cpu, render  # noqa: E402
+from results import cpu_model, write_section  # noqa: E402
 
 MESH = ROOT / "lhm" / "assets" / "free_body.npz"
 
@@ -253,12 +253,11 @@ def main() -> None:
     print(f"100,000 Gaussians at 1024x1024: forward {mem['forward_ms']:.0f} ms, backward {mem['backward_ms']:.0f} ms, "
           f"peak RSS {mem['peak_rss_mb']:.0f} MB ({mem['rss_before_mb']:.0f} MB before rendering)")
 
-    cpu_model = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
     section = "\n".join([
         "## Rendering",
         "",
         f"`python benchmarks/render.py`, {datetime.date.today().isoformat()}: {len(os.sched_getaffinity(0))} cores "
-        f"(`nproc`), {cpu_model.group(1) if cpu_model else platform.processor()}, torch {torch.__version__}, "
+        f"(`nproc`), {cpu_model()}, torch {torch.__version__}, "
         f"numba {numba.__version__}, threads: torch {torch.get_num_threads()} / numba {numba.get_num_threads()}.",
         "",
         f"Scene: 40,000 LHM-like Gaussians ({body}; tangent scales 2-50 mm, median 6 mm), "
@@ -275,14 +274,7 @@ def main() -> None:
         f"| numba compile, first call on a machine (cached afterwards) | {compile_s:.1f} s |",
         "",
     ])
-    results = ROOT / "benchmarks" / "RESULTS.md"
-    text = results.read_text() if results.exists() else "# Benchmark results\n"
-    # replace only our section: from "## Rendering" up to the next "## " heading
-    pattern = re.compile(r"^## Rendering\n.*?(?=^## |\Z)", re.S | re.M)
-    section = section.rstrip("\n") + "\n\n"
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    results.write_text(text.rstrip("\n") + "\n")
-    print(f"wrote {results}")
+    print(f"wrote {write_section(section)}")
 
 
 if __name__ == "__main__":
