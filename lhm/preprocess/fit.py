@@ -53,8 +53,8 @@ STAGES = ((60, 0.45), (120, 0.35), (200, 0.2))
 DEFAULT_STEPS = 80
 # left-shoulder elevations (degrees from horizontal, about +z) the arms may start from
 ARM_CANDIDATES_DEG = (-START_ARM_DROP_DEG, -25.0, 15.0, 55.0)
-# shares of the body's height, from the top of the head, that a photo cut off at the bottom may show: whole,
-# to the knees, to the hips, to the waist, to the chest
+# shares of the body's height that a photo cut off at one end may show, from the other end: from the head,
+# whole, to the knees, hips, waist or chest (from the feet, the same heights counted upwards)
 VISIBLE_SHARES = (1.0, 0.75, 0.55, 0.42, 0.32)
 _FG_GRID = (80, 48)  # the grid of mask outline pixels the chamfer term covers
 # prior weights, per radian squared of each joint's rotation away from the start pose
@@ -291,7 +291,7 @@ def recrop(fit: BodyFit, old: PersonCrop, new: PersonCrop, body: Body) -> BodyFi
     with torch.no_grad():
         pelvis = body.to(torch.float32).pose(fit.full_pose.float(), fit.betas.float(), fit.transl.float()).joints[0]
     c = fit.camera.world_to_camera(pelvis[None])[0]
-    u = (K_old[:2, :2] @ (c[:2] / c[2]) + K_old[:2, 2])  # photo pixels
+    u = K_old[:2, :2] @ (c[:2] / c[2]) + K_old[:2, 2]  # photo pixels
     depth = c[2] * K_new[1, 1] / K_old[1, 1]
     xy = torch.linalg.solve(K_new[:2, :2], u - K_new[:2, 2]) * depth
     moved = torch.linalg.solve(camera.viewmat[:3, :3], torch.cat([xy, depth[None]]) - camera.viewmat[:3, 3])
