@@ -271,13 +271,11 @@ def body_silhouette(fit: BodyFit, crop: PersonCrop, body: Body, image_size: tupl
                     max_side: int) -> np.ndarray:
     """The fitted body's alpha over the whole photo (of ``image_size`` (H, W)), its long side at most ``max_side``."""
     width, height = long_side_size(image_size[1], image_size[0], max_side)
-    K = _photo_K(fit.camera, crop)
-    K[0] *= width / image_size[1]
-    K[1] *= height / image_size[0]
+    photo = Camera(_photo_K(fit.camera, crop), fit.camera.viewmat, image_size[1], image_size[0])
     body = body.to(torch.float32)
     with torch.no_grad():
         posed = body.pose(fit.full_pose.float(), fit.betas.float(), fit.transl.float())
-        return render(_splats(posed.vertices), Camera(K, fit.camera.viewmat, width, height), 0.0).alpha[..., 0].numpy()
+        return render(_splats(posed.vertices), photo.scaled(height, width), 0.0).alpha[..., 0].numpy()
 
 
 def recrop(fit: BodyFit, old: PersonCrop, new: PersonCrop, body: Body) -> BodyFit:

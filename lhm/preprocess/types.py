@@ -58,19 +58,11 @@ class PersonCrop:
         """Bool [height, width] (default: the crop's size): pixels inside the photo or beyond an uncut border."""
         h, w = self.mask.shape
         height, width = height or h, width or w
-        ys = (np.arange(height) + 0.5) * (h / height)
-        xs = (np.arange(width) + 0.5) * (w / width)
-        rows = np.ones(height, bool)
-        cols = np.ones(width, bool)
-        if "top" in self.cut:
-            rows &= ys >= self.cut["top"]
-        if "bottom" in self.cut:
-            rows &= ys <= self.cut["bottom"]
-        if "left" in self.cut:
-            cols &= xs >= self.cut["left"]
-        if "right" in self.cut:
-            cols &= xs <= self.cut["right"]
-        return rows[:, None] & cols[None, :]
+        # pixel centres of the requested grid, in crop pixels
+        ys = (torch.arange(height, dtype=torch.float64) + 0.5) * (h / height)
+        xs = (torch.arange(width, dtype=torch.float64) + 0.5) * (w / width)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+        return (~self.beyond(grid)).numpy()
 
 
 @dataclass
